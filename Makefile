@@ -1,0 +1,37 @@
+# Two commands do all set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= configs/chicago.toml
+# No network here and no telemetry anywhere: keep Prefect and TensorFlow quiet and offline.
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+export TF_ENABLE_ONEDNN_OPTS := 0
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+
+.PHONY: run test lint bench server clean
+
+# The stamp depends on pyproject.toml, so changing dependencies reinstalls; otherwise reuse the venv.
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+run: $(BIN)/.installed
+	$(BIN)/forecast run --config $(CONFIG)
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/python -m pytest
+
+bench: $(BIN)/.installed
+	$(BIN)/python benchmarks/bench_windowing.py
+	$(BIN)/python benchmarks/bench_training.py
+
+clean:
+	rm -rf $(VENV) .prefect build *.egg-info

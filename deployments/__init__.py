@@ -1,0 +1,1 @@
+"""Deployments: schedules and work pools for the flows (prefect.yaml, serve.py)."""

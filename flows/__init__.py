@@ -1,0 +1,1 @@
+"""Prefect flows: the wiring of the pipeline steps, and the `forecast` CLI."""

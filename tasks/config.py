@@ -1,0 +1,257 @@
+"""The one typed configuration of a pipeline.
+
+`PipelineConfig` is loaded from a TOML or YAML file with environment overrides, passed to the
+flows as their parameter (so the Prefect UI shows and edits it), and hashed into artifact
+metadata. No other module reads environment variables or hides defaults.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+ENV_PREFIX = "FORECAST__"
+"""`FORECAST__WINDOW__LOOK_BACK=28` overrides `[window] look_back`; values are parsed as JSON
+when they parse (numbers, lists, booleans), otherwise taken as strings."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SourceConfig(_Section):
+    """Where the raw data is and how its columns map onto `unique_id`, `ds`, `y`."""
+
+    path: str = Field(description="File, folder or glob; a local path or any fsspec URL.")
+    format: Literal["parquet", "csv"] = "parquet"
+    layout: Literal["long", "wide"] = Field(
+        "long", description="long: one row per (series, time); wide: one column per series."
+    )
+    id_column: str | None = Field("unique_id", description="Series id column (long layout).")
+    time_column: str = "ds"
+    target_column: str | None = Field("y", description="Target column (long layout).")
+    series_columns: list[str] | None = Field(
+        None, description="Wide layout: the columns holding series (default: all but time)."
+    )
+    covariates: list[str] = Field(default_factory=list, description="Extra input columns.")
+    timestamp_format: str | None = Field(
+        None, description="strftime format for text timestamps, e.g. '%Y-%m-%d'."
+    )
+    timezone: str = Field("UTC", description="Zone of naive timestamps; all are stored as UTC.")
+
+    @model_validator(mode="after")
+    def _layout_columns(self) -> SourceConfig:
+        if self.layout == "long" and (self.id_column is None or self.target_column is None):
+            raise ValueError("layout 'long' needs both id_column and target_column")
+        return self
+
+
+class ValidationConfig(_Section):
+    """What is repaired (and counted) and what is rejected; see docs/validation.md."""
+
+    max_gap_fill: int = Field(
+        3, ge=0, description="Gaps up to this many missing steps are interpolated; longer reject."
+    )
+    y_min: float | None = None
+    y_max: float | None = None
+    id_pattern: str = Field(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$", description="Safe series ids.")
+    max_series: int = Field(100_000, ge=1)
+    max_failed_rows_shown: int = Field(5, ge=1, le=100)
+    extra_expectations: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="GX expectations added to the bundled suite, as {'type': ..., 'kwargs': {...}}.",
+    )
+
+
+class WindowConfig(_Section):
+    look_back: int = Field(56, ge=1)
+    horizon: int = Field(14, ge=1)
+    stride: int = Field(1, ge=1)
+
+
+class SplitConfig(_Section):
+    """Chronological per-series split; the test share is what remains."""
+
+    train: float = Field(0.7, gt=0, lt=1)
+    validation: float = Field(0.15, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _leaves_test(self) -> SplitConfig:
+        if self.train + self.validation >= 1:
+            raise ValueError("train + validation must be below 1 so a test split remains")
+        return self
+
+    @property
+    def test(self) -> float:
+        return 1.0 - self.train - self.validation
+
+
+class ScalingConfig(_Section):
+    method: Literal["standard", "minmax"] = "standard"
+
+
+class ModelConfig(_Section):
+    preset: Literal["univariate", "multivariate", "stacked", "custom"] = "multivariate"
+    units: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [64])
+    dropout: float = Field(0.0, ge=0, lt=1)
+    activation: Literal["tanh", "relu"] = Field(
+        "tanh", description="tanh keeps the cuDNN kernel on GPU; relu (the seed's) does not."
+    )
+    loss: Literal["mse", "mae", "huber"] = "mse"
+    optimizer: Literal["adam", "rmsprop"] = "adam"
+    learning_rate: float = Field(1e-3, gt=0)
+
+
+class TrainingConfig(_Section):
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(256, ge=1)
+    patience: int = Field(3, ge=0)
+    seed: int = 42
+    max_train_windows: int | None = Field(
+        None, ge=1, description="Cap on training windows per epoch (evenly spaced), for speed."
+    )
+
+
+class EvaluationConfig(_Section):
+    season_length: int = Field(7, ge=1, description="Seasonal-naive period in steps.")
+    plot_series: int = Field(4, ge=0)
+    backtest_folds: int = Field(0, ge=0, description="Rolling-origin folds; 0 disables.")
+    gate_must_beat: Literal["seasonal_naive", "naive", "none"] = "seasonal_naive"
+    gate_max_regression: float = Field(
+        0.0, ge=0, description="Allowed relative MASE loss against the current champion."
+    )
+
+
+class StorageConfig(_Section):
+    root: str = Field("var/store", description="Local folder or fsspec URL (s3://bucket/prefix).")
+
+
+class PipelineConfig(_Section):
+    """A whole pipeline: data, checks, windows, model, training, gates and storage."""
+
+    name: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$")
+    frequency: str = Field("D", description="pandas offset alias of the time grid: D, h, W-SUN...")
+    source: SourceConfig
+    validation: ValidationConfig = ValidationConfig()
+    window: WindowConfig = WindowConfig()
+    split: SplitConfig = SplitConfig()
+    scaling: ScalingConfig = ScalingConfig()
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    storage: StorageConfig = StorageConfig()
+
+    @model_validator(mode="after")
+    def _frequency_is_known(self) -> PipelineConfig:
+        import pandas as pd
+
+        try:
+            pd.tseries.frequencies.to_offset(self.frequency)
+        except ValueError as err:
+            raise ValueError(f"frequency {self.frequency!r} is not a pandas offset alias") from err
+        return self
+
+    def digest(self, *sections: str) -> str:
+        """sha256 of the whole config, or of the named sections only (for per-step cache keys)."""
+        data = self.model_dump(mode="json")
+        if sections:
+            data = {name: data[name] for name in sections}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+class ConfigError(ValueError):
+    """A config file that does not load; the message names the file, the key and what is allowed."""
+
+
+def _parse_env_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Nested dict from `FORECAST__SECTION__KEY=value` variables."""
+    overrides: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        keys = name[len(ENV_PREFIX) :].lower().split("__")
+        node = overrides
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = _parse_env_value(raw)
+    return overrides
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    text = path.read_text()
+    if path.suffix == ".toml":
+        return tomllib.loads(text)
+    if path.suffix in {".yaml", ".yml"}:
+        import yaml
+
+        return yaml.safe_load(text) or {}
+    raise ConfigError(f"{path}: config files must end in .toml, .yaml or .yml")
+
+
+def format_validation_error(err: ValidationError, origin: str) -> str:
+    lines = [f"{origin}: invalid configuration"]
+    for problem in err.errors():
+        key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        got = f" (got {problem['input']!r})" if problem["type"] != "missing" else ""
+        lines.append(f"  {key}: {problem['msg']}{got}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> PipelineConfig:
+    """Read a TOML/YAML config, apply `FORECAST__…` environment overrides, validate.
+
+    Relative `source.path` and `storage.root` are resolved against the config file's folder,
+    so a config works from any working directory.
+    """
+    path = Path(path)
+    try:
+        data = _read_file(path)
+    except FileNotFoundError as err:
+        raise ConfigError(f"{path}: config file not found") from err
+    except (tomllib.TOMLDecodeError, ValueError) as err:
+        raise ConfigError(f"{path}: cannot parse: {err}") from err
+    data = _merge(data, env_overrides(os.environ if environ is None else environ))
+    data = _resolve_relative_paths(data, path.parent.resolve())
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, str(path))) from None
+
+
+def _is_url(location: str) -> bool:
+    return "://" in location
+
+
+def _resolve_relative_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    data = dict(data)
+    for section, key in (("source", "path"), ("storage", "root")):
+        node = data.get(section)
+        if isinstance(node, dict) and isinstance(node.get(key), str):
+            location = node[key]
+            if not _is_url(location) and not Path(location).is_absolute():
+                data[section] = {**node, key: os.path.normpath(base / location)}
+    return data

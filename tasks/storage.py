@@ -1,0 +1,224 @@
+"""The artifact store: one injected object that owns every read and write under the storage root.
+
+Addressed by URL through fsspec (a local folder by default, `s3://…` or any fsspec filesystem
+when configured). Writes are atomic: local files are staged, fsynced and renamed; object stores
+get a single PUT. Parquet is written with page checksums and with schema metadata describing the
+artifact, and verified on read against the sha256 its reference carries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from functools import cache
+from importlib import metadata as importlib_metadata
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import fsspec
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
+from pydantic import BaseModel, ConfigDict
+
+METADATA_KEY = b"forecast.artifact"
+
+
+class ArtifactRef(BaseModel):
+    """What tasks pass each other: where an artifact is and what its bytes hash to (JSON-safe)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    uri: str
+    sha256: str
+    rows: int | None = None
+
+
+class ArtifactError(RuntimeError):
+    """An artifact that is missing, truncated, corrupt or not the one its reference names."""
+
+
+@cache
+def code_version() -> str:
+    """Package version plus a hash of the pipeline's source, so changed code never hits old cache."""
+    try:
+        version = importlib_metadata.version("lstm-forecast-pipeline")
+    except importlib_metadata.PackageNotFoundError:
+        version = "0+unknown"
+    digest = hashlib.sha256()
+    here = Path(__file__).resolve().parent.parent
+    for package in ("lstm_model", "tasks"):
+        for source in sorted((here / package).rglob("*.py")):
+            digest.update(source.relative_to(here).as_posix().encode())
+            digest.update(source.read_bytes())
+    return f"{version}+{digest.hexdigest()[:12]}"
+
+
+def content_key(*parts: Any) -> str:
+    """Stable key from JSON-able parts (step config, input checksums, code version...)."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:32]
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def table_to_parquet_bytes(table: pa.Table) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd", write_page_checksum=True)
+    return buffer.getvalue()
+
+
+def parquet_bytes_to_table(data: bytes, uri: str) -> pa.Table:
+    try:
+        return pq.read_table(io.BytesIO(data), page_checksum_verification=True)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise ArtifactError(f"{uri}: not a readable Parquet file ({err})") from err
+
+
+class ArtifactStore:
+    """Reads and writes artifacts, models and forecasts under one root URL."""
+
+    def __init__(self, root: str) -> None:
+        self.root_url = root.rstrip("/")
+        self.fs, self._root_path = fsspec.core.url_to_fs(self.root_url)
+        self.is_local = isinstance(self.fs, LocalFileSystem)
+
+    # -- addressing ---------------------------------------------------------------------------
+    def path(self, *parts: str) -> str:
+        """Filesystem path under the root; refuses parts that would climb out of it."""
+        for part in parts:
+            if part in {"", ".", ".."} or any(p == ".." for p in PurePosixPath(part).parts):
+                raise ArtifactError(f"refusing path part {part!r}: it would leave {self.root_url}")
+        return str(PurePosixPath(self._root_path, *parts))
+
+    def uri(self, *parts: str) -> str:
+        """The URL a user can open: a plain path for local stores, `proto://…` otherwise."""
+        path = self.path(*parts)
+        if self.is_local:
+            return path
+        return self.fs.unstrip_protocol(path)
+
+    def _to_path(self, uri: str) -> str:
+        return self.fs._strip_protocol(uri)
+
+    def artifact_uri(self, step: str, key: str) -> str:
+        return self.uri("artifacts", step, f"{key}.parquet")
+
+    # -- bytes --------------------------------------------------------------------------------
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        """Atomic write: a reader sees the old content or the new, never a mix."""
+        path = self._to_path(uri)
+        if self.is_local:
+            _atomic_local_write(Path(path), data)
+        else:
+            self.fs.makedirs(str(PurePosixPath(path).parent), exist_ok=True)
+            self.fs.pipe_file(path, data)  # one PUT: object stores never show a partial object
+
+    def read_bytes(self, uri: str) -> bytes:
+        try:
+            return self.fs.cat_file(self._to_path(uri))
+        except FileNotFoundError as err:
+            raise ArtifactError(f"{uri}: artifact not found") from err
+
+    def exists(self, uri: str) -> bool:
+        return self.fs.exists(self._to_path(uri))
+
+    def write_json(self, uri: str, payload: Mapping[str, Any]) -> None:
+        self.write_bytes(uri, json.dumps(payload, indent=2, sort_keys=True, default=str).encode())
+
+    def read_json(self, uri: str) -> dict[str, Any]:
+        return json.loads(self.read_bytes(uri))
+
+    def list(self, *parts: str) -> list[str]:
+        try:
+            return sorted(self.fs.ls(self.path(*parts), detail=False))
+        except FileNotFoundError:
+            return []
+
+    # -- tables -------------------------------------------------------------------------------
+    def write_table(
+        self,
+        step: str,
+        key: str,
+        frame: pd.DataFrame,
+        *,
+        config_hash: str,
+        inputs: Iterable[ArtifactRef] = (),
+        extra: Mapping[str, Any] | None = None,
+        uri: str | None = None,
+    ) -> ArtifactRef:
+        """Write `frame` as the artifact of `step` under content key `key` (or at `uri`)."""
+        uri = uri or self.artifact_uri(step, key)
+        description = {
+            "step": step,
+            "key": key,
+            "config_hash": config_hash,
+            "inputs": [ref.model_dump() for ref in inputs],
+            "rows": len(frame),
+            "code_version": code_version(),
+            "created_at": datetime.now(UTC).isoformat(),
+            **(extra or {}),
+        }
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        schema_metadata = dict(table.schema.metadata or {})
+        schema_metadata[METADATA_KEY] = json.dumps(description, default=str).encode()
+        data = table_to_parquet_bytes(table.replace_schema_metadata(schema_metadata))
+        self.write_bytes(uri, data)
+        return ArtifactRef(uri=uri, sha256=sha256_bytes(data), rows=len(frame))
+
+    def read_table(self, ref: ArtifactRef) -> tuple[pd.DataFrame, dict[str, Any]]:
+        """The frame and its artifact metadata, after checking bytes and page checksums."""
+        data = self.read_bytes(ref.uri)
+        actual = sha256_bytes(data)
+        if actual != ref.sha256:
+            raise ArtifactError(
+                f"{ref.uri}: checksum mismatch (expected {ref.sha256[:12]}…, found {actual[:12]}…);"
+                " the file changed after it was written"
+            )
+        table = parquet_bytes_to_table(data, ref.uri)
+        return table.to_pandas(), artifact_metadata(table.schema, ref.uri)
+
+    def find(self, step: str, key: str) -> ArtifactRef | None:
+        """The existing artifact for a content key, if a previous run wrote a readable one."""
+        uri = self.artifact_uri(step, key)
+        if not self.exists(uri):
+            return None
+        data = self.read_bytes(uri)
+        try:
+            table = parquet_bytes_to_table(data, uri)
+        except ArtifactError:
+            return None  # a damaged leftover is rewritten, not trusted
+        return ArtifactRef(uri=uri, sha256=sha256_bytes(data), rows=table.num_rows)
+
+
+def artifact_metadata(schema: pa.Schema, uri: str) -> dict[str, Any]:
+    raw = (schema.metadata or {}).get(METADATA_KEY)
+    if raw is None:
+        raise ArtifactError(f"{uri}: Parquet file has no forecast artifact metadata")
+    return json.loads(raw)
+
+
+def _atomic_local_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(staging, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # make the rename itself durable
+    finally:
+        os.close(directory)

@@ -1,0 +1,29 @@
+"""Shared test set-up: offline Prefect, quiet TensorFlow, one Prefect server for the session."""
+
+from __future__ import annotations
+
+import os
+
+# Before prefect or tensorflow import: no telemetry (there is no network) and quiet logs.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+BUNDLED_DATA = REPO / "data" / "chicago_l_daily.parquet"
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect server for every flow test (starting one costs several seconds)."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    # The heartbeat thread costs about 1 s per flow call and cannot be set from the environment.
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}), prefect_test_harness():
+        yield
