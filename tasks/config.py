@@ -133,6 +133,14 @@ class StorageConfig(_Section):
     root: str = Field("var/store", description="Local folder or fsspec URL (s3://bucket/prefix).")
 
 
+class ScheduleConfig(_Section):
+    """When the deployments run (cron in `timezone`); used by `forecast serve`."""
+
+    nightly_forecast_cron: str = "0 2 * * *"
+    weekly_retrain_cron: str = "0 3 * * 0"
+    timezone: str = "UTC"
+
+
 class PipelineConfig(_Section):
     """A whole pipeline: data, checks, windows, model, training, gates and storage."""
 
@@ -147,6 +155,7 @@ class PipelineConfig(_Section):
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     storage: StorageConfig = StorageConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
 
     @model_validator(mode="after")
     def _frequency_is_known(self) -> PipelineConfig:

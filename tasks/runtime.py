@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 from prefect import task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.context import TaskRunContext, get_run_context
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.context import FlowRunContext, TaskRunContext, get_run_context
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
+from prefect.tasks import exponential_backoff
 
 from tasks.config import PipelineConfig
 from tasks.storage import ArtifactStore
@@ -30,8 +37,31 @@ def pipeline_task(name: str, **options: Any) -> Callable[[F], F]:
         "task_run_name": name + "-{config.name}",
         "result_serializer": "json",
         "persist_result": True,
+        "retries": 3,
+        "retry_delay_seconds": exponential_backoff(backoff_factor=2),
+        "retry_condition_fn": retry_transient_io_only,
     }
     return task(**{**defaults, **options})  # type: ignore[return-value]
+
+
+# I/O errors worth retrying: a flaky network filesystem or object store. A missing, refused or
+# corrupt file (ArtifactError, DataValidationError...) fails at once: retrying cannot fix it.
+_PERMANENT_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
+def is_transient_io_error(error: BaseException) -> bool:
+    if isinstance(error, _PERMANENT_OS_ERRORS):
+        return False
+    return isinstance(error, (TimeoutError, ConnectionError, OSError))
+
+
+def retry_transient_io_only(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect retry condition: retry a task only when it failed on a transient I/O error."""
+    try:
+        state.result()
+    except Exception as error:  # noqa: BLE001 - we classify whatever the task raised
+        return is_transient_io_error(error)
+    return False
 
 
 def store_for(config: PipelineConfig) -> ArtifactStore:
@@ -69,6 +99,46 @@ def publish_table(key: str, rows: list[dict[str, Any]], description: str) -> Non
         create_table_artifact(key=artifact_key(key), table=rows, description=description)
 
 
-def current_task_run_id() -> str | None:
-    context = TaskRunContext.get()
-    return str(context.task_run.id) if context else None
+class ProgressReporter:
+    """A Prefect progress artifact (0-100) that a long step updates; silent outside a run."""
+
+    def __init__(self, key: str, description: str) -> None:
+        self._artifact_id = (
+            create_progress_artifact(0.0, key=artifact_key(key), description=description)
+            if in_prefect_run()
+            else None
+        )
+
+    def update(self, percent: float) -> None:
+        if self._artifact_id is not None:
+            update_progress_artifact(self._artifact_id, min(100.0, max(0.0, percent)))
+
+
+def resolve_run_date(run_date: str | None) -> str:
+    """The run date as YYYY-MM-DD: the one given (validated), or today's (UTC)."""
+    return (
+        date.fromisoformat(run_date).isoformat()
+        if run_date
+        else datetime.now(UTC).date().isoformat()
+    )
+
+
+def current_flow_run_id() -> str | None:
+    context = FlowRunContext.get()
+    if context and context.flow_run:
+        return str(context.flow_run.id)
+    task_context = TaskRunContext.get()
+    if task_context and task_context.task_run.flow_run_id:
+        return str(task_context.task_run.flow_run_id)
+    return None
+
+
+def dated_run_name(prefix: str) -> Callable[[], str]:
+    """A flow-run namer: `{prefix}-YYYY-MM-DD` from the run's `run_date` parameter (or today)."""
+
+    def name() -> str:
+        from prefect.runtime import flow_run
+
+        return f"{prefix}-{resolve_run_date(flow_run.parameters.get('run_date'))}"
+
+    return name

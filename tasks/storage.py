@@ -174,8 +174,8 @@ class ArtifactStore:
         self.write_bytes(uri, data)
         return ArtifactRef(uri=uri, sha256=sha256_bytes(data), rows=len(frame))
 
-    def read_table(self, ref: ArtifactRef) -> tuple[pd.DataFrame, dict[str, Any]]:
-        """The frame and its artifact metadata, after checking bytes and page checksums."""
+    def read_verified(self, ref: ArtifactRef) -> bytes:
+        """The bytes a reference names, refusing any that changed after it was written."""
         data = self.read_bytes(ref.uri)
         actual = sha256_bytes(data)
         if actual != ref.sha256:
@@ -183,7 +183,11 @@ class ArtifactStore:
                 f"{ref.uri}: checksum mismatch (expected {ref.sha256[:12]}…, found {actual[:12]}…);"
                 " the file changed after it was written"
             )
-        table = parquet_bytes_to_table(data, ref.uri)
+        return data
+
+    def read_table(self, ref: ArtifactRef) -> tuple[pd.DataFrame, dict[str, Any]]:
+        """The frame and its artifact metadata, after checking bytes and page checksums."""
+        table = parquet_bytes_to_table(self.read_verified(ref), ref.uri)
         return table.to_pandas(), artifact_metadata(table.schema, ref.uri)
 
     def find(self, step: str, key: str) -> ArtifactRef | None:

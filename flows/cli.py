@@ -1,0 +1,154 @@
+"""`forecast`: the command line over the flows.
+
+    forecast run     [--config F]            train when there is no champion, then forecast tonight
+    forecast train   [--config F]            the training flow
+    forecast predict [--config F] [--date D] the nightly forecast flow for one date
+    forecast data    [--config F]            only ingest, validate, normalize and window
+    forecast show    [--config F]            the latest forecast and the champion's metrics
+    forecast serve   [--config F]            serve the scheduled deployments from this process
+
+Heavy libraries (Prefect, TensorFlow, Great Expectations) are imported inside the commands, so
+`forecast --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_CONFIG = "configs/chicago.toml"
+
+
+def _quiet_environment() -> None:
+    """No telemetry (there may be no network) and no TensorFlow start-up chatter."""
+    for name, value in {
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "TF_ENABLE_ONEDNN_OPTS": "0",
+    }.items():
+        os.environ.setdefault(name, value)
+
+
+def _load(args: argparse.Namespace):  # noqa: ANN202 - PipelineConfig, imported lazily
+    from tasks.config import load_config
+
+    return load_config(args.config)
+
+
+def _print_lineage(store, ref) -> None:  # noqa: ANN001
+    """Print an artifact and the artifacts it was made from, newest first."""
+    from tasks.storage import ArtifactRef
+
+    seen = [ref]
+    while seen:
+        current = seen.pop()
+        _, meta = store.read_table(current)
+        print(f"  {meta['step']:<10} {meta['rows']:>9,} rows  {current.uri}")
+        seen.extend(ArtifactRef(**item) for item in meta["inputs"][:1])
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from flows.training import data_flow
+    from tasks.runtime import store_for
+
+    config = _load(args)
+    windows = data_flow(config, args.date)
+    print("Artifacts written:")
+    _print_lineage(store_for(config), windows)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from flows.reporting import print_registration
+    from flows.training import training_flow
+
+    config = _load(args)
+    registration = training_flow(config, args.date)
+    print_registration(config, registration)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from flows.forecasting import forecast_flow
+    from flows.reporting import print_forecast
+
+    config = _load(args)
+    forecast = forecast_flow(config, args.date)
+    print_forecast(config, forecast)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tasks.registry import ModelRegistry
+    from tasks.runtime import store_for
+
+    config = _load(args)
+    if ModelRegistry(store_for(config), config.name).champion_version() is None:
+        print(f"No champion model for {config.name!r} yet: training first.")
+        cmd_train(args)
+    return cmd_predict(args)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from flows.reporting import print_show
+
+    return print_show(_load(args))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from deployments.serve import serve_deployments
+
+    serve_deployments(Path(args.config))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="forecast", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, handler, help_text in (
+        ("run", cmd_run, "train if needed, then write tonight's forecast (the demo)"),
+        ("train", cmd_train, "run the training flow"),
+        ("predict", cmd_predict, "run the nightly forecast flow"),
+        ("data", cmd_data, "run only the data preparation flow"),
+        ("show", cmd_show, "print the latest forecast and the champion's metrics"),
+        ("serve", cmd_serve, "serve the nightly-forecast and weekly-retrain deployments"),
+    ):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("--config", default=DEFAULT_CONFIG, help="TOML or YAML config file")
+        command.add_argument("--date", default=None, help="run date YYYY-MM-DD (default: today)")
+        command.set_defaults(handler=handler)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_environment()
+    from tasks.config import ConfigError
+
+    try:
+        return args.handler(args)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 2
+    except Exception as err:
+        if not _is_user_facing(err):
+            raise
+        print(f"\nforecast {args.command} failed: {err}", file=sys.stderr)
+        return 1
+
+
+def _is_user_facing(error: Exception) -> bool:
+    """Errors whose message says all a user needs (bad data, missing model): no traceback."""
+    from tasks.ingest import IngestError
+    from tasks.predict import NoChampionError
+    from tasks.storage import ArtifactError
+    from tasks.validate import DataValidationError
+
+    return isinstance(error, IngestError | DataValidationError | NoChampionError | ArtifactError)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""The nightly forecast flow: tonight's data, checked, forecast by the champion, published."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from tasks.config import PipelineConfig
+from tasks.ingest import ingest_task
+from tasks.predict import ForecastSummary, predict_task
+from tasks.runtime import dated_run_name, resolve_run_date
+from tasks.validate import validate_task
+
+
+@flow(name="nightly-forecast", flow_run_name=dated_run_name("forecast"), log_prints=True)
+def forecast_flow(config: PipelineConfig, run_date: str | None = None) -> ForecastSummary:
+    """Ingest the latest data, validate it, forecast every series, write tonight's partition."""
+    run_date = resolve_run_date(run_date)
+    ingested = ingest_task(config, run_date)
+    validated = validate_task(config, ingested)
+    return predict_task(config, validated, run_date)

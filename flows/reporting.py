@@ -1,0 +1,74 @@
+"""What the CLI prints after a flow: readable tables, read back from storage."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from tasks.config import PipelineConfig
+from tasks.predict import ForecastSummary, forecast_uri
+from tasks.registry import OVERALL, ModelRegistry, Registration
+from tasks.runtime import store_for
+from tasks.storage import ArtifactError, parquet_bytes_to_table
+
+
+def metrics_text(metrics: pd.DataFrame) -> str:
+    overall = metrics[metrics["unique_id"] == OVERALL].drop(columns="unique_id")
+    return overall.to_string(index=False, float_format=lambda value: f"{value:.4f}")
+
+
+def print_registration(config: PipelineConfig, registration: Registration) -> None:
+    registry = ModelRegistry(store_for(config), config.name)
+    print(f"\nTest metrics of {config.name}/{registration.version} (original units, overall):")
+    print(metrics_text(registry.metrics(registration.version)))
+    verdict = "promoted to champion" if registration.promoted else "NOT promoted"
+    print(f"\nModel {registration.version} {verdict}: {registration.reason}.")
+    print(f"Serving version: {registration.champion}")
+
+
+def read_forecast(config: PipelineConfig, run_date: str) -> pd.DataFrame:
+    store = store_for(config)
+    uri = forecast_uri(store, config.name, run_date)
+    return parquet_bytes_to_table(store.read_bytes(uri), uri).to_pandas()
+
+
+def print_forecast(config: PipelineConfig, summary: ForecastSummary) -> None:
+    print(f"\nForecast for {summary.run_date} written to {summary.uri}")
+    print(
+        f"{summary.rows:,} rows: {summary.series} series x {summary.horizon} steps, "
+        f"{summary.first_ds} to {summary.last_ds}, model {summary.model_version}"
+    )
+    if summary.skipped:
+        print(f"Not forecast ({len(summary.skipped)}): {summary.skipped}")
+    forecast = read_forecast(config, summary.run_date)
+    print(forecast[["unique_id", "ds", "step", "yhat"]].head(10).to_string(index=False))
+
+
+def latest_forecast_date(config: PipelineConfig) -> str | None:
+    store = store_for(config)
+    partitions = [p.rsplit("run_date=", 1)[-1] for p in store.list("forecasts", config.name)]
+    return max(partitions) if partitions else None
+
+
+def print_show(config: PipelineConfig) -> int:
+    """The champion's metrics and the latest forecast, or what to run first."""
+    registry = ModelRegistry(store_for(config), config.name)
+    champion = registry.champion_version()
+    if champion is None:
+        print(f"No champion model for {config.name!r} yet: run `forecast train` first.")
+        return 1
+    pointer = registry.champion_pointer() or {}
+    print(f"Champion {config.name}/{champion} (promoted {pointer.get('promoted_at')})")
+    print(metrics_text(registry.metrics(champion)))
+    run_date = latest_forecast_date(config)
+    if run_date is None:
+        print("\nNo forecast yet: run `forecast predict`.")
+        return 0
+    try:
+        forecast = read_forecast(config, run_date)
+    except ArtifactError as err:
+        print(f"\nLatest forecast ({run_date}) cannot be read: {err}")
+        return 1
+    print(f"\nLatest forecast: run_date={run_date}, {len(forecast):,} rows")
+    wide = forecast.pivot(index="ds", columns="unique_id", values="yhat")
+    print(wide.round(3).to_string(max_cols=8))
+    return 0

@@ -1,0 +1,35 @@
+"""The training flow: the story from raw data to a registered (maybe promoted) model."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from tasks.config import PipelineConfig
+from tasks.evaluate import evaluate_task
+from tasks.ingest import ingest_task
+from tasks.normalize import normalize_task
+from tasks.register import register_task
+from tasks.registry import Registration
+from tasks.runtime import dated_run_name, resolve_run_date
+from tasks.storage import ArtifactRef
+from tasks.train import train_task
+from tasks.validate import validate_task
+from tasks.window import window_task
+
+
+@flow(name="prepare-data", flow_run_name=dated_run_name("prepare"), log_prints=True)
+def data_flow(config: PipelineConfig, run_date: str | None = None) -> ArtifactRef:
+    """Ingest, validate, normalize and window: the windows artifact that training reads."""
+    ingested = ingest_task(config, resolve_run_date(run_date))
+    validated = validate_task(config, ingested)
+    normalized = normalize_task(config, validated)
+    return window_task(config, normalized)
+
+
+@flow(name="training", flow_run_name=dated_run_name("train"), log_prints=True)
+def training_flow(config: PipelineConfig, run_date: str | None = None) -> Registration:
+    """Prepare the data, train the LSTM, evaluate it against baselines, register it."""
+    windows = data_flow(config, run_date)
+    trained = train_task(config, windows)
+    evaluation = evaluate_task(config, windows, trained)
+    return register_task(config, windows, trained, evaluation)
