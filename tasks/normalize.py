@@ -1,0 +1,150 @@
+"""Normalize step: split each series chronologically, fit the scaler on train rows, scale.
+
+Writes one artifact: the validated rows in the same (unique_id, ds) order with a `split` column
+and the features as float32. The fitted scaler travels in the artifact's metadata, so whoever
+reads the rows also has the one object that undoes the scaling (the registry copies it next to
+the model).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lstm_model.scaling import SeriesScaler, fit_scaler
+from tasks.config import PipelineConfig, SplitConfig
+from tasks.runtime import pipeline_task, publish_table, run_logger, store_for
+from tasks.storage import ArtifactRef, ArtifactStore, code_version, content_key
+
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
+TARGET = "y"
+# n * 0.7 can land a hair below an integer in floating point (e.g. 56.99999999999999):
+# nudge before flooring so a series of 100 rows gets exactly 70 training rows.
+_FLOOR_TOLERANCE = 1e-9
+
+
+def feature_columns(config: PipelineConfig) -> list[str]:
+    """Target first, then covariates: the target's column index is 0 everywhere downstream."""
+    return [TARGET, *config.source.covariates]
+
+
+def split_sizes(rows: np.ndarray, split: SplitConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation row counts per series; the test split takes the rest.
+
+    Every non-empty series keeps at least one training row so the scaler knows it.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    n_train = np.floor(rows * split.train + _FLOOR_TOLERANCE).astype(np.int64)
+    n_train = np.where(rows > 0, np.maximum(n_train, 1), 0)
+    n_validation = np.floor(rows * split.validation + _FLOOR_TOLERANCE).astype(np.int64)
+    n_validation = np.minimum(n_validation, rows - n_train)
+    return n_train, n_validation
+
+
+def assign_splits(frame: pd.DataFrame, split: SplitConfig) -> pd.DataFrame:
+    """A copy of `frame` (sorted by unique_id, ds) with a chronological per-series `split`."""
+    grouped = frame.groupby("unique_id", sort=False, observed=True)
+    position = grouped.cumcount().to_numpy()
+    rows = grouped["unique_id"].transform("size").to_numpy()
+    n_train, n_validation = split_sizes(rows, split)
+    labels = np.where(
+        position < n_train,
+        SPLITS[0],
+        np.where(position < n_train + n_validation, SPLITS[1], SPLITS[2]),
+    )
+    out = frame.copy()
+    out["split"] = pd.array(labels, dtype="str")
+    return out
+
+
+def check_sorted(frame: pd.DataFrame) -> None:
+    """Windows are row offsets, so rows must be in (unique_id, ds) order with no repeats."""
+    ids = frame["unique_id"]
+    if not ids.is_monotonic_increasing:
+        raise ValueError("normalize needs rows sorted by unique_id, ds (unique_id is not sorted)")
+    codes, _ = pd.factorize(ids)  # integer comparison instead of per-element string compares
+    same_series = codes[1:] == codes[:-1]
+    ds = frame["ds"].to_numpy()
+    if (same_series & (ds[1:] <= ds[:-1])).any():
+        raise ValueError("normalize needs rows sorted by unique_id, ds (ds repeats or goes back)")
+
+
+def normalize(frame: pd.DataFrame, config: PipelineConfig) -> tuple[pd.DataFrame, SeriesScaler]:
+    """Split, fit the scaler on train rows only, and scale target and covariates to float32."""
+    check_sorted(frame)
+    features = feature_columns(config)
+    missing = [c for c in features if c not in frame.columns]
+    if missing:
+        raise KeyError(f"validated frame lacks feature column(s) {missing}")
+    split_frame = assign_splits(frame[["unique_id", "ds", *features]], config.split)
+    # The one leakage guard: validation and test rows never reach the statistics.
+    scaler = fit_scaler(
+        split_frame[split_frame["split"] == "train"], features, config.scaling.method
+    )
+    scaled = scaler.transform(split_frame)
+    normalized = scaled[["unique_id", "ds", "split"]].copy()
+    for column in features:
+        normalized[column] = scaled[column].to_numpy(dtype=np.float32)
+    return normalized.reset_index(drop=True), scaler
+
+
+def split_summary(normalized: pd.DataFrame) -> list[dict[str, object]]:
+    """Rows and series per split, for the log and the UI table."""
+    counts = normalized.groupby("split", observed=True)["unique_id"].agg(["size", "nunique"])
+    return [
+        {
+            "split": name,
+            "rows": int(counts["size"].get(name, 0)),
+            "series": int(counts["nunique"].get(name, 0)),
+        }
+        for name in SPLITS
+    ]
+
+
+def normalize_key(config: PipelineConfig, validated: ArtifactRef) -> str:
+    return content_key(
+        "normalize", config.digest("split", "scaling", "source"), validated.sha256, code_version()
+    )
+
+
+def load_normalized(
+    store: ArtifactStore, ref: ArtifactRef
+) -> tuple[pd.DataFrame, SeriesScaler, list[str]]:
+    """The normalized rows, the scaler fitted on their train split, and the feature columns."""
+    frame, meta = store.read_table(ref)
+    return frame, SeriesScaler.from_dict(meta["scaler"]), list(meta["features"])
+
+
+@pipeline_task("normalize")
+def normalize_task(config: PipelineConfig, validated: ArtifactRef) -> ArtifactRef:
+    """Scale the validated series; the scaler is saved inside the artifact's metadata."""
+    logger = run_logger()
+    store = store_for(config)
+    key = normalize_key(config, validated)
+    if (done := store.find("normalize", key)) is not None:
+        logger.info("Normalized data already exists for these inputs: %s", done.uri)
+        return done
+    frame, _ = store.read_table(validated)
+    normalized, scaler = normalize(frame, config)
+    summary = split_summary(normalized)
+    ref = store.write_table(
+        "normalize",
+        key,
+        normalized,
+        config_hash=config.digest(),
+        inputs=[validated],
+        extra={
+            "scaler": scaler.to_dict(),
+            "features": feature_columns(config),
+            "splits": {row["split"]: row["rows"] for row in summary},
+        },
+    )
+    logger.info(
+        "Normalized %d rows of %d series (%s scaling fitted on train rows): %s",
+        len(normalized),
+        len(scaler.unique_ids),
+        scaler.method,
+        ", ".join(f"{row['split']} {row['rows']}" for row in summary),
+    )
+    publish_table(f"normalize-{config.name}", summary, "Rows and series per chronological split")
+    return ref

@@ -1,0 +1,197 @@
+"""Window step: index every (look_back + horizon) window of the normalized rows, per split.
+
+Why windows are an index and not a tensor
+-----------------------------------------
+The artifact holds one row per window: `start` (the window's first row in the normalized
+artifact), `split` and `unique_id`. The windows themselves are never written:
+
+- Storage: a materialized window repeats look_back + horizon rows of every feature, so a tensor
+  artifact would be about look_back + horizon times the normalized data (70x for the Chicago
+  config). The index costs one int64 per window (8 bytes, against 70 x 6 x 4 = 1,680 for the
+  window's float32 values), so it is smaller than the normalized data it points into.
+- Speed: a batch is gathered from the normalized float32 rows with one fancy-indexing call
+  (`lstm_model.windowing.gather_windows`), no Python loop over windows: faster than the seed's
+  per-window loop by the factor `benchmarks/bench_windowing.py` measures.
+- Memory: training streams batches (`WindowedData.batches`), so memory is the normalized rows
+  plus one batch, whatever the number of windows; the seed held every window in RAM at once.
+- Correctness: windows are cut inside runs of equal (unique_id, split), so none crosses a series
+  or split boundary, and the same rule is tested against a plain reference loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from lstm_model.scaling import SeriesScaler
+from lstm_model.windowing import WindowSpec, gather_windows, iter_batches, run_ids, window_starts
+from tasks.config import PipelineConfig
+from tasks.normalize import SPLITS, load_normalized
+from tasks.runtime import pipeline_task, publish_table, run_logger, store_for
+from tasks.storage import ArtifactError, ArtifactRef, ArtifactStore, code_version, content_key
+
+
+def window_spec(config: PipelineConfig) -> WindowSpec:
+    window = config.window
+    return WindowSpec(look_back=window.look_back, horizon=window.horizon, stride=window.stride)
+
+
+def window_index(normalized: pd.DataFrame, spec: WindowSpec) -> pd.DataFrame:
+    """One row per window: `start` row offset into `normalized`, its `split` and `unique_id`.
+
+    Segments are runs of equal (unique_id, split) in row order, so no window crosses a series
+    or a split boundary; a split shorter than look_back + horizon rows contributes no window.
+    """
+    starts = window_starts(run_ids(normalized["unique_id"], normalized["split"]), spec)
+    return pd.DataFrame(
+        {
+            "start": starts.astype(np.int64),
+            "split": normalized["split"].iloc[starts].to_numpy(),
+            "unique_id": normalized["unique_id"].iloc[starts].to_numpy(),
+        }
+    )
+
+
+def windows_per_split(index: pd.DataFrame) -> dict[str, int]:
+    counts = index["split"].value_counts()
+    return {name: int(counts.get(name, 0)) for name in SPLITS}
+
+
+def require_training_windows(counts: dict[str, int], spec: WindowSpec) -> None:
+    """Fail here, with the reason, rather than in the trainer with an empty dataset."""
+    if counts["train"] == 0:
+        raise ValueError(
+            f"no training windows: no series has {spec.length} consecutive train rows "
+            f"(look_back {spec.look_back} + horizon {spec.horizon}); use a shorter window or "
+            "longer series"
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class WindowedData:
+    """What training and evaluation read: the normalized rows plus window starts per split."""
+
+    values: np.ndarray  # (rows, features) float32, normalized, in the artifact's row order
+    starts: dict[str, np.ndarray]  # split -> (n,) int64 first row of each window
+    unique_ids: dict[str, np.ndarray]  # split -> (n,) series of each window
+    spec: WindowSpec
+    features: list[str]  # column order of `values`; the target is features[target_index]
+    scaler: SeriesScaler  # fitted on train rows; `inverse_target` undoes the scaling
+    ds: np.ndarray  # (rows,) timestamp of each row, datetime64 in UTC
+    normalized: ArtifactRef  # the rows' artifact, for lineage in downstream metadata
+    target_index: int = 0
+
+    def batches(
+        self, split: str, batch_size: int, shuffle: bool = False, seed: int | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Streamed (inputs, targets) float32 batches of one split."""
+        return iter_batches(
+            self.values, self.starts[split], self.spec, batch_size, shuffle, seed, self.target_index
+        )
+
+    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """All (inputs, targets) of one split at once: for evaluation-sized splits."""
+        return gather_windows(self.values, self.starts[split], self.spec, self.target_index)
+
+    def target_ds(self, split: str) -> np.ndarray:
+        """(n, horizon) timestamps of each window's target steps, for labelling forecasts."""
+        steps = np.arange(self.spec.look_back, self.spec.length, dtype=np.int64)
+        return self.ds[self.starts[split][:, None] + steps]
+
+
+def window_key(config: PipelineConfig, normalized: ArtifactRef) -> str:
+    return content_key("window", config.digest("window"), normalized.sha256, code_version())
+
+
+def _utc_datetimes(ds: pd.Series) -> np.ndarray:
+    # numpy has no time zones: store UTC wall times so arithmetic and comparisons stay exact.
+    if getattr(ds.dt, "tz", None) is not None:
+        ds = ds.dt.tz_convert("UTC").dt.tz_localize(None)
+    return ds.to_numpy()
+
+
+def _normalized_ref(meta: dict, window_uri: str) -> ArtifactRef:
+    refs = [ArtifactRef(**ref) for ref in meta.get("inputs", [])]
+    for ref in refs:
+        if ref.uri == meta.get("series"):
+            return ref
+    if len(refs) == 1:
+        return refs[0]
+    raise ArtifactError(f"{window_uri}: metadata does not name its normalized artifact")
+
+
+def load_windows(store: ArtifactStore, window_ref: ArtifactRef) -> WindowedData:
+    """Read the window index and the normalized rows it points into (both checksum-verified)."""
+    index, meta = store.read_table(window_ref)
+    normalized_ref = _normalized_ref(meta, window_ref.uri)
+    frame, scaler, features = load_normalized(store, normalized_ref)
+    spec = WindowSpec(meta["look_back"], meta["horizon"], meta["stride"])
+    if len(index) and int(index["start"].max()) + spec.length > len(frame):
+        raise ArtifactError(
+            f"{window_ref.uri}: windows reach past the {len(frame)} rows of {normalized_ref.uri}"
+        )
+    by_split = {name: index[index["split"] == name] for name in SPLITS}
+    return WindowedData(
+        values=np.ascontiguousarray(frame[features].to_numpy(dtype=np.float32)),
+        starts={name: part["start"].to_numpy(dtype=np.int64) for name, part in by_split.items()},
+        unique_ids={name: part["unique_id"].to_numpy() for name, part in by_split.items()},
+        spec=spec,
+        features=features,
+        scaler=scaler,
+        ds=_utc_datetimes(frame["ds"]),
+        normalized=normalized_ref,
+        target_index=features.index("y"),
+    )
+
+
+@pipeline_task("window")
+def window_task(config: PipelineConfig, normalized: ArtifactRef) -> ArtifactRef:
+    """Index the windows of every split; the index points into the normalized artifact."""
+    logger = run_logger()
+    store = store_for(config)
+    key = window_key(config, normalized)
+    if (done := store.find("window", key)) is not None:
+        logger.info("Window index already exists for these inputs: %s", done.uri)
+        return done
+    frame, _, features = load_normalized(store, normalized)
+    spec = window_spec(config)
+    index = window_index(frame, spec)
+    counts = windows_per_split(index)
+    require_training_windows(counts, spec)
+    for name in SPLITS[1:]:
+        if counts[name] == 0:
+            logger.warning(
+                "No %s windows: no series has %d consecutive %s rows", name, spec.length, name
+            )
+    ref = store.write_table(
+        "window",
+        key,
+        index,
+        config_hash=config.digest(),
+        inputs=[normalized],
+        extra={
+            "look_back": spec.look_back,
+            "horizon": spec.horizon,
+            "stride": spec.stride,
+            "features": features,
+            "windows": counts,
+            "series": normalized.uri,
+        },
+    )
+    logger.info(
+        "Indexed %s windows (look_back %d, horizon %d, stride %d): %s",
+        f"{len(index):,}",
+        spec.look_back,
+        spec.horizon,
+        spec.stride,
+        ", ".join(f"{name} {count:,}" for name, count in counts.items()),
+    )
+    publish_table(
+        f"window-{config.name}",
+        [{"split": name, "windows": count} for name, count in counts.items()],
+        "Windows per split (none crosses a series or split boundary)",
+    )
+    return ref

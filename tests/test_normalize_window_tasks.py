@@ -1,0 +1,182 @@
+"""The normalize and window steps through `.fn()`: artifacts, metadata, reloading, caching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lstm_model.scaling import SeriesScaler
+from lstm_model.windowing import WindowSpec
+from tasks.config import PipelineConfig, SplitConfig
+from tasks.normalize import (
+    assign_splits,
+    load_normalized,
+    normalize,
+    normalize_task,
+    split_sizes,
+)
+from tasks.storage import ArtifactRef, ArtifactStore
+from tasks.window import load_windows, window_index, window_task
+
+LENGTHS = {"alpha": 120, "beta": 90, "gamma": 60}
+
+
+def validated_frame() -> pd.DataFrame:
+    """A small frame in the validated contract: sorted, UTC, float64, no gaps."""
+    rng = np.random.default_rng(42)
+    parts = [
+        pd.DataFrame(
+            {
+                "unique_id": uid,
+                "ds": pd.date_range("2023-03-01", periods=rows, freq="D", tz="UTC"),
+                "y": 100.0 * (number + 1) + rng.standard_normal(rows) * 10,
+                "c1": rng.uniform(0, 1, rows),
+                "c2": rng.integers(0, 2, rows).astype(np.float64),
+            }
+        )
+        for number, (uid, rows) in enumerate(LENGTHS.items())
+    ]
+    return pd.concat(parts, ignore_index=True)
+
+
+def make_config(root: Path, **window: int) -> PipelineConfig:
+    return PipelineConfig(
+        name="unit",
+        source={"path": "unused.parquet", "covariates": ["c1", "c2"]},
+        window={"look_back": 8, "horizon": 3, "stride": 1, **window},
+        storage={"root": str(root)},
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ArtifactStore:
+    return ArtifactStore(str(tmp_path / "store"))
+
+
+@pytest.fixture
+def validated(store: ArtifactStore) -> ArtifactRef:
+    frame = validated_frame()
+    return store.write_table("validate", "fixture", frame, config_hash="test")
+
+
+def test_split_sizes_are_chronological_fractions() -> None:
+    split = SplitConfig(train=0.7, validation=0.15)
+    n_train, n_validation = split_sizes(np.array([100, 10, 1, 0, 3]), split)
+    assert n_train.tolist() == [70, 7, 1, 0, 2]
+    assert n_validation.tolist() == [15, 1, 0, 0, 0]
+
+
+def test_assign_splits_per_series_in_time_order() -> None:
+    frame = validated_frame()
+    labelled = assign_splits(frame, SplitConfig(train=0.7, validation=0.15))
+    assert labelled["split"].dtype == "str"
+    for uid, rows in LENGTHS.items():
+        labels = labelled.loc[labelled["unique_id"] == uid, "split"].tolist()
+        n_train, n_val = int(rows * 0.7 + 1e-9), int(rows * 0.15 + 1e-9)
+        assert labels == ["train"] * n_train + ["validation"] * n_val + ["test"] * (
+            rows - n_train - n_val
+        )
+
+
+def test_normalize_refuses_unsorted_rows(tmp_path: Path) -> None:
+    frame = validated_frame()
+    with pytest.raises(ValueError, match="sorted"):
+        normalize(frame.iloc[::-1], make_config(tmp_path))
+    swapped = frame.copy()
+    swapped.loc[[0, 1], "ds"] = swapped.loc[[1, 0], "ds"].to_numpy()
+    with pytest.raises(ValueError, match="ds repeats or goes back"):
+        normalize(swapped, make_config(tmp_path))
+
+
+def test_normalize_task_writes_the_scaler_with_the_artifact(
+    store: ArtifactStore, validated: ArtifactRef, tmp_path: Path
+) -> None:
+    config = make_config(tmp_path / "store")
+    ref = normalize_task.fn(config, validated)
+    assert store.exists(ref.uri)
+    assert "/artifacts/normalize/" in ref.uri
+    assert ref.rows == sum(LENGTHS.values())
+
+    frame, meta = store.read_table(ref)
+    assert meta["step"] == "normalize"
+    assert meta["inputs"] == [validated.model_dump()]
+    assert meta["features"] == ["y", "c1", "c2"]
+    assert set(meta["splits"]) == {"train", "validation", "test"}
+    expected_frame, expected_scaler = normalize(validated_frame(), config)
+    assert SeriesScaler.from_dict(meta["scaler"]) == expected_scaler
+
+    loaded, scaler, features = load_normalized(store, ref)
+    assert scaler == expected_scaler
+    assert features == ["y", "c1", "c2"]
+    pd.testing.assert_frame_equal(loaded, expected_frame, check_dtype=False)
+    assert all(loaded[c].dtype == np.float32 for c in features)
+
+    again = normalize_task.fn(config, validated)
+    assert again == ref  # content-addressed: same inputs, same artifact, found not rewritten
+
+
+def test_window_task_indexes_into_the_normalized_rows(
+    store: ArtifactStore, validated: ArtifactRef, tmp_path: Path
+) -> None:
+    config = make_config(tmp_path / "store", stride=2)
+    normalized_ref = normalize_task.fn(config, validated)
+    window_ref = window_task.fn(config, normalized_ref)
+    assert store.exists(window_ref.uri)
+
+    index, meta = store.read_table(window_ref)
+    normalized, _, _ = load_normalized(store, normalized_ref)
+    spec = WindowSpec(look_back=8, horizon=3, stride=2)
+    pd.testing.assert_frame_equal(index, window_index(normalized, spec))
+    assert index["start"].dtype == np.int64
+    assert (meta["look_back"], meta["horizon"], meta["stride"]) == (8, 3, 2)
+    assert meta["features"] == ["y", "c1", "c2"]
+    assert meta["series"] == normalized_ref.uri
+    assert meta["inputs"] == [normalized_ref.model_dump()]
+    assert meta["windows"] == index["split"].value_counts().to_dict()
+    assert all(meta["windows"][name] > 0 for name in ("train", "validation", "test"))
+
+    data = load_windows(store, window_ref)
+    assert data.spec == spec
+    assert data.features == ["y", "c1", "c2"]
+    assert data.values.dtype == np.float32 and data.values.shape == (len(normalized), 3)
+    assert data.normalized == normalized_ref
+    assert data.scaler == load_normalized(store, normalized_ref)[1]
+    for name in ("train", "validation", "test"):
+        part = index[index["split"] == name]
+        np.testing.assert_array_equal(data.starts[name], part["start"].to_numpy())
+        assert data.unique_ids[name].tolist() == part["unique_id"].tolist()
+
+    # Windows gathered from the loaded data equal slices of the normalized frame.
+    x, y = data.arrays("validation")
+    start = int(data.starts["validation"][1])
+    features = normalized[["y", "c1", "c2"]].to_numpy(np.float32)
+    np.testing.assert_array_equal(x[1], features[start : start + 8])
+    np.testing.assert_array_equal(y[1], features[start + 8 : start + 11, 0])
+    assert (normalized["split"].iloc[start : start + 11] == "validation").all()
+    stamps = data.target_ds("validation")[1]
+    expected = normalized["ds"].iloc[start + 8 : start + 11].dt.tz_localize(None).to_numpy()
+    np.testing.assert_array_equal(stamps, expected)
+    batches = list(data.batches("train", batch_size=16, shuffle=True, seed=0))
+    assert sum(len(bx) for bx, _ in batches) == len(data.starts["train"])
+    assert batches[0][0].shape[1:] == (8, 3) and batches[0][1].shape[1:] == (3,)
+
+    # Original units come back through the scaler carried by the window data.
+    originals = data.scaler.inverse_target(y, data.unique_ids["validation"])
+    raw = validated_frame()["y"].to_numpy()
+    np.testing.assert_allclose(originals[1], raw[start + 8 : start + 11], rtol=1e-5)
+
+    assert window_task.fn(config, normalized_ref) == window_ref
+    other = window_task.fn(make_config(tmp_path / "store", stride=1), normalized_ref)
+    assert other.uri != window_ref.uri
+
+
+def test_window_task_fails_clearly_without_training_windows(
+    validated: ArtifactRef, tmp_path: Path
+) -> None:
+    config = make_config(tmp_path / "store", look_back=100, horizon=20)
+    normalized_ref = normalize_task.fn(config, validated)
+    with pytest.raises(ValueError, match="no training windows"):
+        window_task.fn(config, normalized_ref)
