@@ -1,0 +1,711 @@
+"""Validation: Great Expectations checks plus the time-grid checks GX cannot express.
+
+`validate_frame` repairs what is safe to repair (order, exact duplicates, short gaps), counts each
+repair, and rejects everything else with one `DataValidationError` naming the source, column,
+series and first offending rows. The GX suite is `tasks/suites/default.json`, extended from config
+(covariates, y bounds, id pattern, series cap, `validation.extra_expectations`). The policy is
+written down in docs/validation.md.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pandas.tseries.frequencies import to_offset
+from pandas.tseries.offsets import BaseOffset, Day, Tick
+from pydantic import BaseModel, Field
+
+from tasks.config import PipelineConfig
+from tasks.runtime import pipeline_task, publish_markdown, run_logger, store_for
+from tasks.storage import ArtifactRef, code_version, content_key
+
+KEYS = ["unique_id", "ds"]
+SUITE_RESOURCE = "suites/default.json"
+
+
+class OffendingRow(BaseModel):
+    """One row a check refused, as the user would look it up: series, local time, value."""
+
+    unique_id: str | None = None
+    ds: str | None = None
+    value: str | None = None
+
+
+class CheckResult(BaseModel):
+    """One check's outcome; `rows` holds the first offending rows."""
+
+    name: str
+    column: str | None = None
+    engine: Literal["great_expectations", "pandas"]
+    status: Literal["passed", "failed", "skipped"]
+    detail: str = ""
+    observed: str | None = None
+    unexpected_count: int = 0
+    rows: list[OffendingRow] = Field(default_factory=list)
+
+
+class Repairs(BaseModel):
+    """What was changed rather than rejected, so a silent fix is never invisible."""
+
+    rows_reordered: int = 0
+    exact_duplicates_dropped: int = 0
+    gaps_filled: int = 0
+    steps_filled: int = 0
+
+
+class ValidationReport(BaseModel):
+    """Everything a person needs to act on a validation run (rendered in the Prefect UI)."""
+
+    source: str
+    passed: bool
+    rows_in: int
+    rows_out: int
+    series: int
+    checks: list[CheckResult]
+    repairs: Repairs
+    gaps_per_series: dict[str, int] = Field(
+        default_factory=dict, description="Series with gaps and how many each has (filled or not)."
+    )
+
+    @property
+    def failures(self) -> list[CheckResult]:
+        return [check for check in self.checks if check.status == "failed"]
+
+
+class DataValidationError(ValueError):
+    """Data that failed validation; `.report` holds the whole report."""
+
+    def __init__(self, report: ValidationReport) -> None:
+        super().__init__(failure_message(report))
+        self.report = report
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.report,))
+
+
+# -- formatting ------------------------------------------------------------------------------
+def format_time(value: Any, timezone: str) -> str | None:
+    """A timestamp as the user's local wall time; a date alone when it falls on midnight."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    stamp = pd.Timestamp(value)
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert(timezone)
+    if stamp == stamp.normalize():
+        return stamp.strftime("%Y-%m-%d")
+    return stamp.isoformat()
+
+
+def describe_rows(rows: list[OffendingRow]) -> str:
+    """`series 'A' at 2020-01-03 (y=nan)`, comma separated."""
+    parts = []
+    for row in rows:
+        text = f"series {row.unique_id!r}" if row.unique_id is not None else "row"
+        if row.ds is not None:
+            text += f" at {row.ds}"
+        if row.value is not None:
+            text += f" ({row.value})"
+        parts.append(text)
+    return ", ".join(parts)
+
+
+def failure_message(report: ValidationReport) -> str:
+    """One message for the whole rejection: source, then one line per failed check."""
+    failures = report.failures
+    lines = [f"{report.source}: data failed validation ({len(failures)} check(s) failed)"]
+    for check in failures:
+        where = f"column {check.column!r}: " if check.column else ""
+        line = f"  - {where}{check.detail}"
+        if check.unexpected_count:
+            line += f" ({check.unexpected_count} failing)"
+        if check.observed is not None and not check.rows:
+            line += f" (observed {check.observed})"
+        if check.rows:
+            line += f"; first: {describe_rows(check.rows)}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    return str(value if value is not None else "").replace("|", "\\|").replace("\n", " ")
+
+
+def _gap_lines(gaps: dict[str, int], shown: int = 20) -> list[str]:
+    if not gaps:
+        return []
+    worst = sorted(gaps.items(), key=lambda item: (-item[1], item[0]))[:shown]
+    title = f"## Gaps per series ({len(gaps)} series; the {len(worst)} with most shown)"
+    return [
+        title,
+        "",
+        "| series | gaps |",
+        "|---|---|",
+        *(f"| {_cell(s)} | {n} |" for s, n in worst),
+        "",
+    ]
+
+
+def report_markdown(report: ValidationReport) -> str:
+    """The report as markdown for the Prefect UI: verdict, repairs, then every check."""
+    verdict = "passed" if report.passed else f"FAILED ({len(report.failures)} check(s))"
+    lines = [
+        f"# Validation {verdict}",
+        "",
+        f"Source: `{report.source}`; rows in {report.rows_in}, rows out {report.rows_out}, "
+        f"series {report.series}.",
+        "",
+        "## Repairs",
+        "",
+        "| repair | count |",
+        "|---|---|",
+        *(f"| {name} | {count} |" for name, count in report.repairs.model_dump().items()),
+        "",
+        *_gap_lines(report.gaps_per_series),
+        "## Checks",
+        "",
+        "| status | check | column | detail | observed | rows | first offending rows |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for check in report.checks:
+        cells = [
+            check.status,
+            check.name,
+            check.column,
+            check.detail,
+            check.observed,
+            check.unexpected_count or "",
+            describe_rows(check.rows),
+        ]
+        lines.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# -- the GX suite ----------------------------------------------------------------------------
+@cache
+def bundled_suite() -> dict[str, Any]:
+    """The suite kept as JSON in the package (tasks/suites/default.json)."""
+    return json.loads(resources.files("tasks").joinpath(SUITE_RESOURCE).read_text())
+
+
+def _expect(kind: str, **kwargs: Any) -> dict[str, Any]:
+    return {"type": f"expect_{kind}", "kwargs": kwargs}
+
+
+def config_expectations(config: PipelineConfig) -> list[dict[str, Any]]:
+    """Expectations that depend on config: covariates, y bounds, id pattern, series cap."""
+    rules = config.validation
+    finite = sys.float_info.max
+    expectations = []
+    for column in config.source.covariates:
+        expectations += [
+            _expect("column_to_exist", column=column),
+            _expect("column_values_to_be_of_type", column=column, type_="float64"),
+            _expect("column_values_to_not_be_null", column=column),
+            _expect(
+                "column_values_to_be_between", column=column, min_value=-finite, max_value=finite
+            ),
+        ]
+    if rules.y_min is not None or rules.y_max is not None:
+        expectations.append(
+            _expect(
+                "column_values_to_be_between",
+                column="y",
+                min_value=rules.y_min,
+                max_value=rules.y_max,
+            )
+        )
+    expectations += [
+        _expect("column_values_to_match_regex", column="unique_id", regex=rules.id_pattern),
+        _expect(
+            "column_unique_value_count_to_be_between",
+            column="unique_id",
+            min_value=1,
+            max_value=rules.max_series,
+        ),
+    ]
+    return expectations
+
+
+def suite_definition(config: PipelineConfig) -> dict[str, Any]:
+    """The bundled suite plus config-driven and user-added expectations, as GX JSON."""
+    suite = bundled_suite()
+    extra = [dict(entry) for entry in config.validation.extra_expectations]
+    return {**suite, "expectations": [*suite["expectations"], *config_expectations(config), *extra]}
+
+
+def check_extra_expectations(entries: list[dict[str, Any]]) -> None:
+    """Fail on a bad `validation.extra_expectations` entry naming it: a config error, not bad data."""
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    for index, entry in enumerate(entries):
+        try:
+            ExpectationConfiguration(**entry).to_domain_obj()
+        except Exception as err:  # GX raises several unrelated types for a bad entry
+            raise ValueError(
+                f"validation.extra_expectations[{index}] {entry.get('type')!r} is not valid: {err}"
+            ) from err
+
+
+def build_suite(definition: dict[str, Any]) -> Any:
+    """A GX ExpectationSuite from its JSON definition."""
+    import great_expectations as gx
+
+    return gx.ExpectationSuite(**definition)
+
+
+def gx_context() -> Any:
+    """An in-memory GX context: no files, no analytics, no progress bars."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    project = DataContextConfig(
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False),
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+    )
+    return gx.get_context(mode="ephemeral", project_config=project)
+
+
+_RULES = {
+    "expect_table_row_count_to_be_between": "needs at least one row",
+    "expect_column_to_exist": "must exist",
+    "expect_column_values_to_not_be_null": "must not be null",
+    "expect_compound_columns_to_be_unique": "must be unique; rows with the same key and different values conflict",
+    "expect_column_unique_value_count_to_be_between": "distinct series must number 1 to validation.max_series",
+}
+
+
+def describe_expectation(kind: str, kwargs: dict[str, Any]) -> str:
+    """What an expectation demands, in words a data owner understands."""
+    if kind == "expect_column_values_to_be_between":
+        low, high = kwargs.get("min_value"), kwargs.get("max_value")
+        if low == -sys.float_info.max and high == sys.float_info.max:
+            return "must be finite (no inf or -inf)"
+        return f"must lie within [{low}, {high}]"
+    if kind == "expect_column_values_to_be_of_type":
+        return f"dtype must be {kwargs.get('type_')}"
+    if kind == "expect_column_values_to_match_regex":
+        return f"must match validation.id_pattern {kwargs.get('regex')!r}"
+    if kind in _RULES:
+        return _RULES[kind]
+    arguments = {k: v for k, v in kwargs.items() if k not in {"batch_id", "column", "column_list"}}
+    return f"{kind}({', '.join(f'{k}={v!r}' for k, v in arguments.items())})"
+
+
+def value_text(column: str, value: Any) -> str:
+    """`y=nan`, `y=inf`: plain numbers, not numpy reprs."""
+    if isinstance(value, float | np.floating | int | np.integer):
+        return f"{column}={float(value)!r}"
+    return f"{column}={value!r}"
+
+
+def _exception_message(info: Any) -> str | None:
+    if not info:
+        return None
+    if "raised_exception" not in info:  # keyed by metric: take the first raised one
+        info = next((item for item in info.values() if item.get("raised_exception")), {})
+    return info.get("exception_message") if info.get("raised_exception") else None
+
+
+def offending_row(row: Any, column: str | None, timezone: str) -> OffendingRow:
+    """A GX unexpected-index entry as series, local time and value (a bare index without keys)."""
+    if not isinstance(row, dict):
+        return OffendingRow(value=f"index {row}")
+    series = row.get("unique_id")
+    return OffendingRow(
+        unique_id=None if series is None else str(series),
+        ds=format_time(row.get("ds"), timezone),
+        value=value_text(column, row[column]) if column in row and column not in KEYS else None,
+    )
+
+
+def check_from_gx(result: Any, timezone: str, limit: int) -> CheckResult:
+    """One GX result as a CheckResult, its first offending rows named by series and time."""
+    expectation = result.expectation_config
+    kwargs = dict(expectation.kwargs)
+    column = kwargs.get("column") or (
+        ", ".join(kwargs["column_list"]) if "column_list" in kwargs else None
+    )
+    outcome = result.result or {}
+    found = (outcome.get("partial_unexpected_index_list") or [])[:limit]
+    rows = [offending_row(row, column, timezone) for row in found]
+    error = _exception_message(result.exception_info)
+    observed = outcome.get("observed_value")
+    return CheckResult(
+        name=expectation.type,
+        column=column,
+        engine="great_expectations",
+        status="passed" if result.success else "failed",
+        detail=error or describe_expectation(expectation.type, kwargs),
+        observed=None if observed is None else str(observed),
+        unexpected_count=int(outcome.get("unexpected_count") or 0),
+        rows=rows,
+    )
+
+
+def run_expectations(frame: pd.DataFrame, config: PipelineConfig) -> list[CheckResult]:
+    """Validate `frame` against the suite with GX; checks on a missing column are skipped."""
+    check_extra_expectations(config.validation.extra_expectations)
+    suite = build_suite(suite_definition(config))
+    limit = config.validation.max_failed_rows_shown
+    batch = (
+        gx_context()
+        .data_sources.add_pandas("series")
+        .add_dataframe_asset("frame")
+        .add_batch_definition_whole_dataframe("whole")
+        .get_batch(batch_parameters={"dataframe": frame})
+    )
+    result_format = {
+        "result_format": "SUMMARY",
+        "partial_unexpected_count": limit,
+        "unexpected_index_column_names": [key for key in KEYS if key in frame.columns],
+    }
+    result = batch.validate(suite, result_format=result_format)
+    checks = [check_from_gx(item, config.source.timezone, limit) for item in result.results]
+    missing = {
+        c.column for c in checks if c.name == "expect_column_to_exist" and c.status == "failed"
+    }
+    return [
+        c.model_copy(update={"status": "skipped", "detail": "column is missing"})
+        if needs_missing_column(c, missing)
+        else conflicts_named(c, frame, config)
+        for c in checks
+    ]
+
+
+def needs_missing_column(check: CheckResult, missing: set[str | None]) -> bool:
+    """Whether a check only failed because a column it reads is missing (reported once)."""
+    if check.name == "expect_column_to_exist" or check.column is None:
+        return False
+    return any(part in missing for part in check.column.split(", "))
+
+
+def conflicts_named(check: CheckResult, frame: pd.DataFrame, config: PipelineConfig) -> CheckResult:
+    """A failed key-uniqueness check with its conflicting y values, one row per key."""
+    if check.name != "expect_compound_columns_to_be_unique" or check.status != "failed":
+        return check
+    clashing = frame[frame.duplicated(KEYS, keep=False)]
+    rows = [
+        OffendingRow(
+            unique_id=str(series),
+            ds=format_time(stamp, config.source.timezone),
+            value="y=" + " vs ".join(repr(float(v)) for v in group["y"]),
+        )
+        for (series, stamp), group in clashing.groupby(KEYS, sort=True)
+    ][: config.validation.max_failed_rows_shown]
+    return check.model_copy(update={"rows": rows})
+
+
+# -- repairs and time-grid checks (what GX cannot express) -----------------------------------
+def sort_and_deduplicate(frame: pd.DataFrame) -> tuple[pd.DataFrame, Repairs]:
+    """Sorted by (unique_id, ds) with exact duplicate rows dropped, both counted."""
+    frame = frame.reset_index(drop=True)
+    ordered = frame.sort_values(KEYS, kind="stable")
+    reordered = int((ordered.index.to_numpy() != np.arange(len(ordered))).sum())
+    duplicated = ordered.duplicated(keep="first").to_numpy()
+    repaired = ordered[~duplicated].reset_index(drop=True)
+    return repaired, Repairs(
+        rows_reordered=reordered, exact_duplicates_dropped=int(duplicated.sum())
+    )
+
+
+def on_grid(local: pd.Series, offset: BaseOffset) -> np.ndarray:
+    """Whether each local timestamp can lie on the grid: a 12:00 stamp on a daily grid cannot."""
+    wall = local.dt.tz_localize(None)
+    if isinstance(offset, Tick | Day):
+        return (wall == wall.dt.floor(offset.base)).to_numpy()
+    index = pd.DatetimeIndex(wall)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # non-vectorized offsets warn about speed only
+        rolled = (index + offset) - offset
+    return (wall == wall.dt.normalize()).to_numpy() & (rolled == index)
+
+
+def grid_positions(
+    frame: pd.DataFrame, config: PipelineConfig
+) -> tuple[np.ndarray, pd.DatetimeIndex]:
+    """Each row's step on one grid in `source.timezone` (so days follow local midnight across
+    daylight saving); -1 for a timestamp off the grid."""
+    offset = to_offset(config.frequency)
+    local = frame["ds"].dt.tz_convert(config.source.timezone)
+    fits = on_grid(local, offset)
+    if not fits.any():
+        return np.full(len(frame), -1), pd.DatetimeIndex([], tz=config.source.timezone)
+    grid = pd.date_range(local[fits].min(), local.max(), freq=offset)
+    positions = grid.get_indexer(local)
+    positions[~fits] = -1
+    return positions, grid
+
+
+def offgrid_check(
+    frame: pd.DataFrame, positions: np.ndarray, config: PipelineConfig
+) -> CheckResult:
+    """Timestamps between grid steps are rejected: they are not a gap to fill but wrong data."""
+    bad = np.flatnonzero(positions < 0)
+    rows = [
+        OffendingRow(
+            unique_id=str(frame["unique_id"].iat[i]),
+            ds=pd.Timestamp(frame["ds"].iat[i]).tz_convert(config.source.timezone).isoformat(),
+        )
+        for i in bad[: config.validation.max_failed_rows_shown]
+    ]
+    return CheckResult(
+        name="timestamps_on_frequency_grid",
+        column="ds",
+        engine="pandas",
+        status="failed" if len(bad) else "passed",
+        detail=f"timestamps must lie on the {config.frequency!r} grid in {config.source.timezone}",
+        unexpected_count=len(bad),
+        rows=rows,
+    )
+
+
+def find_gaps(frame: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
+    """One row per gap: series, grid steps before and after it, and how many steps are missing."""
+    ids = frame["unique_id"].to_numpy()
+    same = ids[1:] == ids[:-1]
+    missing = positions[1:] - positions[:-1] - 1
+    at = np.flatnonzero(same & (missing > 0))
+    return pd.DataFrame(
+        {
+            "unique_id": ids[at],
+            "before": positions[at],
+            "after": positions[at + 1],
+            "missing": missing[at],
+        }
+    )
+
+
+def gap_check(gaps: pd.DataFrame, grid: pd.DatetimeIndex, config: PipelineConfig) -> CheckResult:
+    """Gaps longer than `max_gap_fill` steps are rejected, naming the series and missing dates."""
+    limit = config.validation.max_gap_fill
+    long = gaps[gaps["missing"] > limit]
+    rows = [
+        OffendingRow(
+            unique_id=str(gap.unique_id),
+            ds=f"{format_time(grid[gap.before + 1], config.source.timezone)} to "
+            f"{format_time(grid[gap.after - 1], config.source.timezone)}",
+            value=f"{gap.missing} missing steps",
+        )
+        for gap in long.head(config.validation.max_failed_rows_shown).itertuples()
+    ]
+    return CheckResult(
+        name="gaps_at_most_max_gap_fill",
+        column="ds",
+        engine="pandas",
+        status="failed" if len(long) else "passed",
+        detail=f"gaps may miss at most validation.max_gap_fill={limit} steps",
+        observed=f"{len(gaps)} gap(s), longest {int(gaps['missing'].max()) if len(gaps) else 0} step(s)",
+        unexpected_count=len(long),
+        rows=rows,
+    )
+
+
+def fill_gaps(
+    frame: pd.DataFrame, gaps: pd.DataFrame, grid: pd.DatetimeIndex, covariates: list[str]
+) -> pd.DataFrame:
+    """Missing steps inserted: y linearly interpolated, covariates carried forward."""
+    if gaps.empty:
+        return frame
+    counts = gaps["missing"].to_numpy()
+    starts = np.repeat(gaps["before"].to_numpy() + 1, counts)
+    steps = starts + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    added = pd.DataFrame(
+        {
+            "unique_id": pd.Series(
+                np.repeat(gaps["unique_id"].to_numpy(), counts), dtype=frame["unique_id"].dtype
+            ),
+            "ds": grid[steps].tz_convert("UTC").astype(frame["ds"].dtype),
+        }
+    )
+    combined = pd.concat([frame.assign(_added=False), added.assign(_added=True)], ignore_index=True)
+    combined = combined.sort_values(KEYS, kind="stable").reset_index(drop=True)
+    # gaps are inside a series, so row-order interpolation never crosses into another series
+    combined["y"] = combined["y"].interpolate(method="linear", limit_area="inside")
+    inserted = combined["_added"].to_numpy()
+    for column in covariates:
+        combined.loc[inserted, column] = combined[column].ffill()[inserted]
+    return combined.drop(columns="_added")[frame.columns]
+
+
+def length_check(frame: pd.DataFrame, config: PipelineConfig) -> CheckResult:
+    """Every series must hold at least one window: look_back + horizon steps (after repair)."""
+    need = config.window.look_back + config.window.horizon
+    lengths = frame.groupby("unique_id", sort=True).size()
+    short = lengths[lengths < need]
+    rows = [
+        OffendingRow(unique_id=str(series), value=f"length {length}")
+        for series, length in short.head(config.validation.max_failed_rows_shown).items()
+    ]
+    return CheckResult(
+        name="series_long_enough",
+        column="unique_id",
+        engine="pandas",
+        status="failed" if len(short) else "passed",
+        detail=f"each series needs at least look_back + horizon = {need} steps",
+        observed=f"shortest {int(lengths.min())}" if len(lengths) else None,
+        unexpected_count=len(short),
+        rows=rows,
+    )
+
+
+def skipped(name: str, column: str) -> CheckResult:
+    """A pandas check that could not run because the frame failed a check it depends on."""
+    return CheckResult(
+        name=name,
+        column=column,
+        engine="pandas",
+        status="skipped",
+        detail="needs the checks above to pass",
+    )
+
+
+_STRUCTURAL = {
+    "expect_table_row_count_to_be_between",
+    "expect_column_to_exist",
+    "expect_column_values_to_be_of_type",
+    "expect_compound_columns_to_be_unique",
+}
+
+
+def structurally_sound(checks: list[CheckResult]) -> bool:
+    """Whether the grid checks can run: rows, columns, dtypes, non-null unique keys."""
+    return all(
+        check.status != "failed"
+        for check in checks
+        if check.name in _STRUCTURAL
+        or (check.name.endswith("not_be_null") and check.column in KEYS)
+    )
+
+
+_GRID_CHECKS = [
+    ("timestamps_on_frequency_grid", "ds"),
+    ("gaps_at_most_max_gap_fill", "ds"),
+    ("series_long_enough", "unique_id"),
+]
+
+
+@dataclass(frozen=True)
+class GridOutcome:
+    """What the time-grid checks found: the (maybe gap-filled) frame, checks, gap counts."""
+
+    frame: pd.DataFrame
+    checks: list[CheckResult]
+    gaps_filled: int = 0
+    steps_filled: int = 0
+    gaps_per_series: dict[str, int] = field(default_factory=dict)
+
+
+def grid_checks(frame: pd.DataFrame, config: PipelineConfig, repairable: bool) -> GridOutcome:
+    """Off-grid, gap and length checks; short gaps are filled only when nothing else failed."""
+    positions, grid = grid_positions(frame, config)
+    placed = offgrid_check(frame, positions, config)
+    if placed.status == "failed":
+        checks = [placed, skipped("gaps_at_most_max_gap_fill", "ds"), length_check(frame, config)]
+        return GridOutcome(frame, checks)
+    gaps = find_gaps(frame, positions)
+    spaced = gap_check(gaps, grid, config)
+    per_series = {str(k): int(v) for k, v in gaps.groupby("unique_id").size().items()}
+    if spaced.status != "passed" or not repairable:
+        return GridOutcome(
+            frame, [placed, spaced, length_check(frame, config)], gaps_per_series=per_series
+        )
+    filled = fill_gaps(frame, gaps, grid, config.source.covariates)
+    return GridOutcome(
+        filled,
+        [placed, spaced, length_check(filled, config)],
+        gaps_filled=len(gaps),
+        steps_filled=int(gaps["missing"].sum()),
+        gaps_per_series=per_series,
+    )
+
+
+def validate_frame(
+    frame: pd.DataFrame, config: PipelineConfig, source: str
+) -> tuple[pd.DataFrame, ValidationReport]:
+    """The repaired frame (sorted by unique_id, ds) and its report; raises DataValidationError."""
+    if all(key in frame.columns for key in KEYS):
+        work, repairs = sort_and_deduplicate(frame)
+    else:
+        work, repairs = frame.reset_index(drop=True), Repairs()
+    checks = run_expectations(work, config)
+    if structurally_sound(checks):
+        outcome = grid_checks(work, config, repairable=all(c.status != "failed" for c in checks))
+    else:
+        outcome = GridOutcome(work, [skipped(name, column) for name, column in _GRID_CHECKS])
+    repairs = repairs.model_copy(
+        update={"gaps_filled": outcome.gaps_filled, "steps_filled": outcome.steps_filled}
+    )
+    checks = checks + outcome.checks
+    report = ValidationReport(
+        source=source,
+        passed=all(check.status != "failed" for check in checks),
+        rows_in=len(frame),
+        rows_out=len(outcome.frame),
+        series=int(work["unique_id"].nunique()) if "unique_id" in work.columns else 0,
+        checks=checks,
+        repairs=repairs,
+        gaps_per_series=outcome.gaps_per_series,
+    )
+    if not report.passed:
+        raise DataValidationError(report)
+    return outcome.frame, report
+
+
+def validation_key(config: PipelineConfig, ingested: ArtifactRef) -> str:
+    """Content key: the checks' config (source for its time zone), the input bytes, the code."""
+    sections = config.digest("source", "validation", "frequency", "window")
+    return content_key("validate", sections, ingested.sha256, code_version())
+
+
+# -- Prefect task ----------------------------------------------------------------------------
+@pipeline_task("validate")
+def validate_task(config: PipelineConfig, ingested: ArtifactRef) -> ArtifactRef:
+    """Validate the ingested frame; publish the report always, write it to the store on failure."""
+    store = store_for(config)
+    log = run_logger()
+    key = validation_key(config, ingested)
+    frame, _ = store.read_table(ingested)
+    report_key = f"validation-report-{config.name}"
+    try:
+        validated, report = validate_frame(frame, config, config.source.path)
+    except DataValidationError as err:
+        publish_markdown(report_key, report_markdown(err.report), "Validation report (failed)")
+        report_uri = store.uri("reports", "validation", f"{key}.json")
+        store.write_json(report_uri, err.report.model_dump(mode="json"))
+        log.error("validation failed; report at %s\n%s", report_uri, err)
+        raise
+    publish_markdown(report_key, report_markdown(report), "Validation report (passed)")
+    log.info(
+        "validation passed: %d rows, %d series, repairs %s",
+        report.rows_out,
+        report.series,
+        report.repairs,
+    )
+    existing = store.find("validate", key)
+    if existing is not None:
+        return existing
+    return store.write_table(
+        "validate",
+        key,
+        validated,
+        config_hash=config.digest(),
+        inputs=[ingested],
+        extra={
+            "repairs": report.repairs.model_dump(),
+            "series": report.series,
+            "source": report.source,
+        },
+    )

@@ -1,0 +1,320 @@
+"""Validation: what is repaired and counted, what is rejected and how the rejection reads."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.config import PipelineConfig, SourceConfig, StorageConfig, ValidationConfig, WindowConfig
+from tasks.ingest import read_source
+from tasks.storage import ArtifactStore
+from tasks.validate import (
+    DataValidationError,
+    report_markdown,
+    validate_frame,
+    validate_task,
+    validation_key,
+)
+
+BUNDLED_DATA = Path(__file__).resolve().parent.parent / "data" / "chicago_l_daily.parquet"
+SOURCE = "data/rides.parquet"
+
+
+def series_frame(
+    lengths: dict[str, int] | None = None,
+    start: str = "2024-01-01",
+    freq: str = "D",
+    tz: str = "UTC",
+) -> pd.DataFrame:
+    """Tidy series on a regular grid, y rising by one per step, one covariate."""
+    parts = []
+    for number, (series, length) in enumerate((lengths or {"A": 12, "B": 12}).items()):
+        stamps = pd.date_range(start, periods=length, freq=freq, tz=tz).tz_convert("UTC")
+        parts.append(
+            pd.DataFrame(
+                {
+                    "unique_id": series,
+                    "ds": stamps.as_unit("us"),
+                    "y": np.arange(length, dtype="float64") + 100 * number,
+                    "temp": np.arange(length, dtype="float64") % 7,
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True).astype({"unique_id": "str"})
+
+
+def make_config(
+    tmp_path: Path | None = None, timezone: str = "UTC", **validation
+) -> PipelineConfig:
+    return PipelineConfig(
+        name="test",
+        frequency="D",
+        source=SourceConfig(path=SOURCE, covariates=["temp"], timezone=timezone),
+        validation=ValidationConfig(**validation),
+        window=WindowConfig(look_back=4, horizon=2),
+        storage=StorageConfig(root=str((tmp_path or Path("/nonexistent")) / "store")),
+    )
+
+
+def rejection(frame: pd.DataFrame, config: PipelineConfig | None = None) -> DataValidationError:
+    with pytest.raises(DataValidationError) as caught:
+        validate_frame(frame, config or make_config(), SOURCE)
+    return caught.value
+
+
+def failed(error: DataValidationError) -> list[str]:
+    return [check.name for check in error.report.failures]
+
+
+# -- passes and repairs ----------------------------------------------------------------------
+def test_clean_frame_passes_unchanged():
+    frame = series_frame()
+    validated, report = validate_frame(frame, make_config(), SOURCE)
+    pd.testing.assert_frame_equal(validated, frame)
+    assert report.passed and report.rows_in == report.rows_out == 24 and report.series == 2
+    assert report.repairs.model_dump() == dict.fromkeys(report.repairs.model_dump(), 0)
+    assert {check.engine for check in report.checks} == {"great_expectations", "pandas"}
+
+
+def test_unsorted_input_is_sorted_and_counted_not_rejected():
+    frame = series_frame()
+    shuffled = frame.sample(frac=1, random_state=3)
+    validated, report = validate_frame(shuffled, make_config(), SOURCE)
+    pd.testing.assert_frame_equal(validated, frame)
+    assert report.passed and report.repairs.rows_reordered > 0
+
+
+def test_exact_duplicates_are_dropped_and_counted():
+    frame = series_frame()
+    doubled = pd.concat([frame, frame.iloc[[3, 15]]], ignore_index=True)
+    validated, report = validate_frame(doubled, make_config(), SOURCE)
+    pd.testing.assert_frame_equal(validated, frame)
+    assert report.repairs.exact_duplicates_dropped == 2 and report.rows_in == 26
+
+
+def test_short_gap_is_filled_and_counted():
+    frame = series_frame()
+    holed = frame.drop(index=[4, 5])  # A misses 2024-01-05 and 2024-01-06
+    validated, report = validate_frame(holed, make_config(max_gap_fill=2), SOURCE)
+    assert report.repairs.gaps_filled == 1 and report.repairs.steps_filled == 2
+    assert report.gaps_per_series == {"A": 1}
+    assert "| A | 1 |" in report_markdown(report)
+    assert len(validated) == 24
+    filled = validated.set_index(["unique_id", "ds"]).loc["A"]
+    assert filled.loc[pd.Timestamp("2024-01-05", tz="UTC"), "y"] == 4.0  # linear between 3 and 6
+    assert filled.loc[pd.Timestamp("2024-01-06", tz="UTC"), "y"] == 5.0
+    assert filled.loc[pd.Timestamp("2024-01-06", tz="UTC"), "temp"] == 3.0  # carried forward
+    assert str(validated["ds"].dtype) == "datetime64[us, UTC]"
+
+
+def test_daily_grid_follows_local_midnight_across_daylight_saving():
+    frame = series_frame(start="2024-03-01", tz="America/Chicago", lengths={"A": 20})
+    assert frame["ds"].dt.hour.nunique() == 2  # 06:00 UTC before the switch, 05:00 after
+    _, report = validate_frame(frame, make_config(timezone="America/Chicago"), SOURCE)
+    assert report.passed
+
+
+def test_bundled_dataset_slice_validates_cleanly():
+    source = SourceConfig(
+        path=str(BUNDLED_DATA),
+        id_column="series_id",
+        time_column="timestamp",
+        target_column="target",
+        covariates=["Bulls_Home", "Cubs_Home"],
+        timezone="America/Chicago",
+    )
+    frame = read_source(source)
+    sliced = (
+        frame[frame["unique_id"].isin(["Addison", "Polk", "Clinton"])]
+        .groupby("unique_id")
+        .head(400)
+    )
+    config = PipelineConfig(source=source, validation=ValidationConfig(y_min=0.0))
+    validated, report = validate_frame(sliced, config, str(BUNDLED_DATA))
+    assert report.passed and len(validated) == 1200 and report.repairs.gaps_filled == 0
+
+
+def test_bundled_dataset_validates_cleanly_in_full():
+    from tasks.config import load_config
+
+    config = load_config(Path(__file__).resolve().parent.parent / "configs" / "chicago.toml")
+    validated, report = validate_frame(read_source(config.source), config, config.source.path)
+    assert report.passed and report.rows_out == 113_680 and report.series == 20
+    assert report.repairs.rows_reordered == 0 and report.repairs.steps_filled == 0
+
+
+# -- rejections --------------------------------------------------------------------------------
+def test_empty_frame_is_rejected_although_map_checks_pass_on_it():
+    error = rejection(series_frame().iloc[:0])
+    assert "expect_table_row_count_to_be_between" in failed(error)
+    assert "needs at least one row" in str(error) and SOURCE in str(error)
+
+
+def test_missing_target_column_is_rejected_and_its_checks_skipped():
+    error = rejection(series_frame().drop(columns="y"))
+    assert failed(error) == ["expect_column_to_exist"]
+    assert "column 'y': must exist" in str(error)
+    skipped = [c for c in error.report.checks if c.column == "y" and c.status == "skipped"]
+    assert skipped and all(c.detail == "column is missing" for c in skipped)
+
+
+def test_missing_key_column_is_reported_once_not_as_a_crash():
+    error = rejection(series_frame().drop(columns="ds"))
+    assert failed(error) == ["expect_column_to_exist"]
+    assert "column 'ds': must exist" in str(error)
+
+
+def test_nan_in_target_is_rejected_naming_series_and_date():
+    frame = series_frame()
+    frame.loc[14, "y"] = np.nan
+    error = rejection(frame)
+    assert failed(error) == ["expect_column_values_to_not_be_null"]
+    assert (
+        "column 'y': must not be null (1 failing); first: series 'B' at 2024-01-03 (y=nan)"
+        in str(error)
+    )
+
+
+def test_inf_in_target_is_rejected_naming_series_and_date():
+    frame = series_frame()
+    frame.loc[2, "y"] = np.inf
+    frame.loc[20, "y"] = -np.inf
+    error = rejection(frame)
+    assert failed(error) == ["expect_column_values_to_be_between"]
+    message = str(error)
+    assert "column 'y': must be finite (no inf or -inf) (2 failing)" in message
+    assert (
+        "series 'A' at 2024-01-03 (y=inf)" in message
+        and "series 'B' at 2024-01-09 (y=-inf)" in message
+    )
+
+
+def test_conflicting_duplicates_are_rejected_with_both_values():
+    frame = series_frame()
+    clash = frame.iloc[[7]].assign(y=99.0)
+    error = rejection(pd.concat([frame, clash], ignore_index=True))
+    assert failed(error) == ["expect_compound_columns_to_be_unique"]
+    assert "column 'unique_id, ds': must be unique" in str(error)
+    assert "series 'A' at 2024-01-08 (y=7.0 vs 99.0)" in str(error)
+
+
+def test_gap_longer_than_allowed_is_rejected_naming_series_and_dates():
+    frame = series_frame().drop(index=range(16, 20))  # B misses 2024-01-05 .. 2024-01-08
+    error = rejection(frame, make_config(max_gap_fill=3))
+    assert failed(error) == ["gaps_at_most_max_gap_fill"]
+    assert "series 'B' at 2024-01-05 to 2024-01-08 (4 missing steps)" in str(error)
+    assert error.report.repairs.steps_filled == 0 and error.report.gaps_per_series == {"B": 1}
+
+
+def test_timestamp_off_the_daily_grid_is_rejected():
+    frame = series_frame()
+    frame.loc[5, "ds"] += pd.Timedelta(hours=12)
+    error = rejection(frame)
+    assert failed(error) == ["timestamps_on_frequency_grid"]
+    assert "series 'A' at 2024-01-06T12:00:00+00:00" in str(error)
+
+
+def test_series_shorter_than_a_window_is_rejected_naming_it_and_its_length():
+    error = rejection(series_frame({"A": 12, "tiny": 5}))
+    assert failed(error) == ["series_long_enough"]
+    assert "look_back + horizon = 6" in str(error) and "series 'tiny' (length 5)" in str(error)
+
+
+def test_series_id_with_path_traversal_is_rejected():
+    error = rejection(series_frame({"A": 8, "../x": 8}))
+    assert failed(error) == ["expect_column_values_to_match_regex"]
+    assert "column 'unique_id': must match validation.id_pattern" in str(error)
+    assert "series '../x' at 2024-01-01" in str(error)
+
+
+def test_bounds_and_series_cap_come_from_config():
+    frame = series_frame()
+    error = rejection(frame, make_config(y_max=50.0, max_series=1))
+    assert set(failed(error)) == {
+        "expect_column_values_to_be_between",
+        "expect_column_unique_value_count_to_be_between",
+    }
+    assert "must lie within [None, 50.0] (12 failing)" in str(error)
+
+
+def test_extra_expectations_from_config_extend_the_suite():
+    extra = [
+        {
+            "type": "expect_column_values_to_be_in_set",
+            "kwargs": {"column": "temp", "value_set": [0.0, 1.0]},
+        }
+    ]
+    error = rejection(series_frame(), make_config(extra_expectations=extra))
+    assert failed(error) == ["expect_column_values_to_be_in_set"]
+    assert "column 'temp'" in str(error)
+
+
+def test_invalid_extra_expectation_is_a_config_error_not_a_data_error():
+    extra = [{"type": "expect_no_such_thing", "kwargs": {}}]
+    with pytest.raises(ValueError, match="'expect_no_such_thing' is not valid") as caught:
+        validate_frame(series_frame(), make_config(extra_expectations=extra), SOURCE)
+    assert not isinstance(caught.value, DataValidationError)
+
+
+def test_error_carries_a_picklable_report_and_renders_markdown():
+    frame = series_frame()
+    frame.loc[1, "y"] = np.nan
+    error = rejection(frame)
+    again = pickle.loads(pickle.dumps(error))
+    assert again.report == error.report and str(again) == str(error)
+    markdown = report_markdown(error.report)
+    assert markdown.startswith("# Validation FAILED (1 check(s))")
+    assert "| failed | expect_column_values_to_not_be_null | y |" in markdown
+    assert "| exact_duplicates_dropped | 0 |" in markdown
+
+
+def test_bundled_suite_is_plain_gx_json():
+    import great_expectations as gx
+
+    suite_json = json.loads(resources.files("tasks").joinpath("suites/default.json").read_text())
+    suite = gx.ExpectationSuite(**suite_json)
+    assert len(suite.expectations) == len(suite_json["expectations"]) >= 10
+
+
+# -- the task ----------------------------------------------------------------------------------
+def ingested_artifact(store: ArtifactStore, frame: pd.DataFrame, name: str = "ingested"):
+    return store.write_table("ingest", name, frame, config_hash="test")
+
+
+def test_validate_task_writes_the_repaired_artifact_with_repair_counts(tmp_path):
+    config = make_config(tmp_path)
+    store = ArtifactStore(config.storage.root)
+    ingested = ingested_artifact(store, series_frame().sample(frac=1, random_state=1))
+    ref = validate_task.fn(config, ingested)
+    frame, metadata = store.read_table(ref)
+    assert ref.uri == store.artifact_uri("validate", validation_key(config, ingested))
+    assert (
+        metadata["repairs"]["rows_reordered"] > 0 and metadata["inputs"][0]["uri"] == ingested.uri
+    )
+    pd.testing.assert_frame_equal(frame, series_frame())
+    assert validate_task.fn(config, ingested) == ref  # a rerun finds the same artifact
+
+
+def test_failed_validation_writes_its_report_and_leaves_earlier_artifacts_intact(tmp_path):
+    config = make_config(tmp_path)
+    store = ArtifactStore(config.storage.root)
+    good = validate_task.fn(config, ingested_artifact(store, series_frame(), "good"))
+    saved = Path(good.uri).read_bytes()
+    bad_frame = series_frame()
+    bad_frame.loc[3, "y"] = np.inf
+    bad = ingested_artifact(store, bad_frame, "bad")
+    with pytest.raises(DataValidationError, match="must be finite"):
+        validate_task.fn(config, bad)
+    assert Path(good.uri).read_bytes() == saved
+    assert len(store.read_table(good)[0]) == 24
+    report = store.read_json(
+        store.uri("reports", "validation", f"{validation_key(config, bad)}.json")
+    )
+    assert report["passed"] is False and report["source"] == SOURCE
+    assert store.find("validate", validation_key(config, bad)) is None
