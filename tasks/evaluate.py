@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from lstm_model.baselines import naive_forecast, seasonal_naive_forecast
-from lstm_model.metrics import metrics_table
+from lstm_model.metrics import metrics_table, seasonal_naive_scales
 from lstm_model.scaling import SeriesScaler
 from lstm_model.windowing import WindowSpec, gather_windows
 from tasks.config import PipelineConfig
@@ -51,13 +51,6 @@ def test_windows(
         history=scaler.inverse_target(inputs[:, :, 0], window_ids),
         actual=scaler.inverse_target(targets, window_ids),
     )
-
-
-def seasonal_scales(original: pd.DataFrame, season: int) -> pd.Series:
-    """Per series: mean |y_t - y_{t-season}| over its training rows (the MASE denominator)."""
-    train = original[original["split"] == "train"]
-    diffs = train.groupby("unique_id", sort=True)["y"].diff(season).abs()
-    return diffs.groupby(train["unique_id"], sort=True).mean()
 
 
 def predict_windows(
@@ -209,7 +202,11 @@ def evaluate_task(
         champion, champion_note = champion_forecast(registry.load(version), original, test, spec)
         champion_note = f"champion {version}: {champion_note}"
     metrics, forecasts = evaluate_windows(
-        test, lstm, seasonal_scales(original, season), season, champion
+        test,
+        lstm,
+        seasonal_naive_scales(original[original["split"] == "train"], season),
+        season,
+        champion,
     )
     plot_uri = store.uri("reports", "evaluate", f"{key}.png")
     store.write_bytes(plot_uri, plot_forecasts(test, forecasts, config.evaluation.plot_series))

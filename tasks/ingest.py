@@ -21,9 +21,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.spec import AbstractFileSystem
+from prefect.cache_policies import CacheKeyFnPolicy
 
 from tasks.config import PipelineConfig, SourceConfig
-from tasks.runtime import pipeline_task, run_logger, store_for
+from tasks.runtime import ARTIFACT_CACHE, pipeline_task, run_logger, store_for
 from tasks.storage import ArtifactRef, code_version, content_key
 
 SUFFIXES = {"parquet": (".parquet", ".pq", ".parq"), "csv": (".csv", ".csv.gz")}
@@ -456,7 +457,12 @@ def ingest_key(config: PipelineConfig, fingerprint: list[dict[str, Any]], run_da
 
 
 # -- Prefect task ----------------------------------------------------------------------------
-@pipeline_task("ingest")
+def _source_state(context: Any, parameters: dict[str, Any]) -> str:
+    """Prefect cache key part: new or changed source files are never a cache hit."""
+    return content_key(source_fingerprint(parameters["config"].source))
+
+
+@pipeline_task("ingest", cache_policy=ARTIFACT_CACHE + CacheKeyFnPolicy(cache_key_fn=_source_state))
 def ingest_task(config: PipelineConfig, run_date: str) -> ArtifactRef:
     """Read the source into the long contract once per source state and run date."""
     store = store_for(config)

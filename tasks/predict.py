@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
+from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from lstm_model.scaling import SeriesScaler
@@ -179,7 +180,9 @@ def summary_markdown(summary: ForecastSummary) -> str:
     return "\n".join(lines)
 
 
-@pipeline_task("predict", task_run_name="predict-{config.name}-{run_date}")
+# Never cached: a rerun of the same night must forecast again (the champion may have changed)
+# and replace that night's file whole.
+@pipeline_task("predict", task_run_name="predict-{config.name}-{run_date}", cache_policy=NO_CACHE)
 def predict_task(config: PipelineConfig, validated: ArtifactRef, run_date: str) -> ForecastSummary:
     """Forecast tonight with the champion and publish the forecast whole, atomically."""
     logger = run_logger()

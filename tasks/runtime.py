@@ -19,6 +19,7 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
 from prefect.context import FlowRunContext, TaskRunContext, get_run_context
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
@@ -37,11 +38,24 @@ def pipeline_task(name: str, **options: Any) -> Callable[[F], F]:
         "task_run_name": name + "-{config.name}",
         "result_serializer": "json",
         "persist_result": True,
+        "cache_policy": ARTIFACT_CACHE,
         "retries": 3,
         "retry_delay_seconds": exponential_backoff(backoff_factor=2),
         "retry_condition_fn": retry_transient_io_only,
     }
     return task(**{**defaults, **options})  # type: ignore[return-value]
+
+
+def _store_identity(context: Any, parameters: dict[str, Any]) -> str | None:
+    """The identity of the artifact store the task writes to (see `ArtifactStore.identity`)."""
+    config = parameters.get("config")
+    return store_for(config).identity() if isinstance(config, PipelineConfig) else None
+
+
+# Rerunning a flow skips the tasks whose inputs and code are unchanged (Prefect's own cache, so
+# the UI shows them as Cached). The store's identity is part of the key: a cached result is a
+# reference to an artifact, and after the store is wiped or replaced it must not be trusted.
+ARTIFACT_CACHE = INPUTS + TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=_store_identity)
 
 
 # I/O errors worth retrying: a flaky network filesystem or object store. A missing, refused or

@@ -109,6 +109,13 @@ class ArtifactStore:
     def _to_path(self, uri: str) -> str:
         return self.fs._strip_protocol(uri)
 
+    def identity(self) -> str:
+        """A random id written once per store: caches keyed on it die with the store."""
+        uri = self.uri("store.json")
+        if not self.exists(uri):
+            self.write_json(uri, {"id": uuid.uuid4().hex, "created_at": datetime.now(UTC)})
+        return str(self.read_json(uri)["id"])
+
     def artifact_uri(self, step: str, key: str) -> str:
         return self.uri("artifacts", step, f"{key}.parquet")
 

@@ -87,7 +87,7 @@ def train_model(
         seed=training.seed,
         feature_index=feature_index,
     )
-    model = build_model(spec)
+    model = build_model(spec, seed=training.seed)
     history = fit(
         model,
         train,
