@@ -106,7 +106,7 @@ class ModelConfig(_Section):
     )
     loss: Literal["mse", "mae", "huber"] = "mse"
     optimizer: Literal["adam", "rmsprop"] = "adam"
-    learning_rate: float = Field(1e-3, gt=0)
+    learning_rate: float = Field(3e-3, gt=0)
 
 
 class TrainingConfig(_Section):

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel
 
+from lstm_model.metrics import OVERALL
 from lstm_model.scaling import SeriesScaler
 from tasks.config import EvaluationConfig, PipelineConfig
 from tasks.runtime import pipeline_task, publish_markdown, run_logger, store_for
@@ -29,7 +30,7 @@ from tasks.storage import (
     table_to_parquet_bytes,
 )
 
-OVERALL = "__overall__"
+
 
 
 class Decision(BaseModel):
