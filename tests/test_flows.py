@@ -1,0 +1,202 @@
+"""Whole flows on a temporary Prefect server: training, nightly forecast, reruns and resume."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tasks.config import PipelineConfig
+from tasks.registry import ModelRegistry
+from tasks.storage import ArtifactStore
+from tests.support import HORIZON, LOOK_BACK, REPO, SERIES, small_config, write_small_source
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> PipelineConfig:
+    """A store with a promoted champion, trained once for the module."""
+    from flows.training import training_flow
+
+    base = tmp_path_factory.mktemp("trained")
+    config = small_config(write_small_source(base / "data"), base / "store")
+    registration = training_flow(config, "2026-11-20")
+    assert registration.promoted, registration.reason
+    return config
+
+
+def read_forecast(config: PipelineConfig, run_date: str) -> pd.DataFrame:
+    path = Path(config.storage.root) / "forecasts" / config.name / f"run_date={run_date}"
+    return pd.read_parquet(path / "forecast.parquet")
+
+
+def task_states(flow_run_id: str) -> dict[str, str]:
+    """Task name -> state name of one flow run, read back from the Prefect API."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async def read() -> dict[str, str]:
+        async with get_client() as client:
+            runs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+        return {run.name.split("-")[0]: run.state.name for run in runs}
+
+    return asyncio.run(read())
+
+
+def test_training_registers_a_champion_with_metrics_against_baselines(trained) -> None:
+    registry = ModelRegistry(ArtifactStore(trained.storage.root), trained.name)
+    version = registry.champion_version()
+    assert version is not None
+    metrics = registry.metrics(version)
+    assert {"lstm", "naive", "seasonal_naive"} <= set(metrics["model"])
+    assert set(SERIES) <= set(metrics["unique_id"])
+    meta = registry.load(version).metadata
+    assert meta["look_back"] == LOOK_BACK and meta["horizon"] == HORIZON
+    assert meta["input_features"] == ["y", "Cubs_Home"]
+
+
+def test_forecast_has_one_row_per_series_and_step_on_the_future_grid(trained) -> None:
+    from flows.forecasting import forecast_flow
+
+    summary = forecast_flow(trained, "2026-11-21")
+    forecast = read_forecast(trained, "2026-11-21")
+    assert summary.rows == len(forecast) == len(SERIES) * HORIZON
+    assert sorted(forecast["unique_id"].unique()) == SERIES
+    assert (
+        forecast.groupby("unique_id")["step"]
+        .apply(list)
+        .map(lambda steps: steps == list(range(1, HORIZON + 1)))
+        .all()
+    )
+    source = pd.read_parquet(trained.source.path)
+    last_day = source["timestamp"].max()
+    first = forecast.groupby("unique_id")["ds"].min().dt.tz_convert("America/Chicago")
+    assert (first.dt.tz_localize(None).dt.normalize() == last_day + pd.Timedelta(days=1)).all()
+    assert (
+        forecast["ds"]
+        .diff()
+        .dropna()
+        .isin([pd.Timedelta(days=1), -pd.Timedelta(days=HORIZON - 1)])
+        .all()
+    )
+    assert forecast["yhat"].notna().all()
+    assert (forecast["model_version"] == summary.model_version).all()
+
+
+def test_same_date_twice_gives_one_partition_with_identical_forecasts(trained) -> None:
+    from flows.forecasting import forecast_flow
+
+    forecast_flow(trained, "2026-11-22")
+    first = read_forecast(trained, "2026-11-22")
+    forecast_flow(trained, "2026-11-22")
+    second = read_forecast(trained, "2026-11-22")
+    partition = Path(trained.storage.root) / "forecasts" / trained.name / "run_date=2026-11-22"
+    assert [p.name for p in partition.iterdir()] == ["forecast.parquet"]
+    values = ["unique_id", "ds", "step", "yhat", "model_version"]
+    pd.testing.assert_frame_equal(first[values], second[values])
+    assert first["run_id"].iloc[0] != second["run_id"].iloc[0]  # it really ran again
+
+
+def test_a_run_failing_at_predict_reruns_with_upstream_tasks_cached(tmp_path: Path) -> None:
+    from prefect.client.schemas.objects import StateType
+
+    from flows.forecasting import forecast_flow
+    from flows.training import training_flow
+
+    config = small_config(write_small_source(tmp_path / "data"), tmp_path / "store")
+    failed = forecast_flow(config, "2026-11-23", return_state=True)
+    assert failed.type == StateType.FAILED
+    assert "train one first" in str(failed.message)
+    assert task_states(str(failed.state_details.flow_run_id)) == {
+        "ingest": "Completed",
+        "validate": "Completed",
+        "predict": "Failed",
+    }
+
+    training_flow(config, "2026-11-23")  # the fix: a champion now exists
+    rerun = forecast_flow(config, "2026-11-23", return_state=True)
+    assert rerun.type == StateType.COMPLETED
+    assert task_states(str(rerun.state_details.flow_run_id)) == {
+        "ingest": "Cached",
+        "validate": "Cached",
+        "predict": "Completed",
+    }
+
+
+KILLED_WRITER = """
+import os, sys, time
+import tasks.storage as storage
+from flows.forecasting import forecast_flow
+from tasks.config import PipelineConfig
+
+real_replace = os.replace
+
+def stall_before_forecast_rename(src, dst):
+    if "forecasts" in str(dst):
+        open(sys.argv[2], "w").close()  # tell the test: staged, about to rename
+        time.sleep(600)
+    real_replace(src, dst)
+
+storage.os.replace = stall_before_forecast_rename
+forecast_flow(PipelineConfig.model_validate_json(open(sys.argv[1]).read()), "2026-11-24")
+"""
+
+
+def test_sigkill_during_the_forecast_write_keeps_the_previous_forecast(
+    trained, tmp_path: Path
+) -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.forecasting import forecast_flow
+
+    forecast_flow(trained, "2026-11-24")
+    target = Path(trained.storage.root) / "forecasts" / trained.name / "run_date=2026-11-24"
+    before = (target / "forecast.parquet").read_bytes()
+
+    config_file, signal_file = tmp_path / "config.json", tmp_path / "staged"
+    config_file.write_text(trained.model_dump_json())
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(config_file), str(signal_file)],
+        cwd=REPO,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not signal_file.exists():
+            assert child.poll() is None, "the forecast process ended before its write"
+            assert time.monotonic() < deadline, "the forecast never reached its write"
+            time.sleep(0.2)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == -signal.SIGKILL
+    assert (target / "forecast.parquet").read_bytes() == before  # untouched, still readable
+    assert len(pd.read_parquet(target / "forecast.parquet")) == len(SERIES) * HORIZON
+
+    summary = forecast_flow(trained, "2026-11-24")  # the rerun completes and replaces it
+    assert summary.rows == len(SERIES) * HORIZON
+    assert (target / "forecast.parquet").read_bytes() != before
+    visible = [p.name for p in target.iterdir() if not p.name.startswith(".")]
+    assert visible == ["forecast.parquet"]  # readers skip the killed run's hidden staging file
+
+
+def test_forecast_without_a_champion_tells_the_user_to_train(tmp_path: Path) -> None:
+    from flows.forecasting import forecast_flow
+    from tasks.predict import NoChampionError
+
+    config = small_config(write_small_source(tmp_path / "data"), tmp_path / "store")
+    with pytest.raises(NoChampionError, match="forecast train"):
+        forecast_flow(config, "2026-11-25")
