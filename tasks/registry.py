@@ -31,8 +31,6 @@ from tasks.storage import (
 )
 
 
-
-
 class Decision(BaseModel):
     """Whether a challenger becomes champion, and why (published to the UI as is)."""
 
