@@ -26,7 +26,7 @@ def _quiet_environment() -> None:
     for name, value in {
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
         "TF_ENABLE_ONEDNN_OPTS": "0",
     }.items():
         os.environ.setdefault(name, value)
@@ -38,26 +38,14 @@ def _load(args: argparse.Namespace):  # noqa: ANN202 - PipelineConfig, imported 
     return load_config(args.config)
 
 
-def _print_lineage(store, ref) -> None:  # noqa: ANN001
-    """Print an artifact and the artifacts it was made from, newest first."""
-    from tasks.storage import ArtifactRef
-
-    seen = [ref]
-    while seen:
-        current = seen.pop()
-        _, meta = store.read_table(current)
-        print(f"  {meta['step']:<10} {meta['rows']:>9,} rows  {current.uri}")
-        seen.extend(ArtifactRef(**item) for item in meta["inputs"][:1])
-
-
 def cmd_data(args: argparse.Namespace) -> int:
+    from flows.reporting import print_artifacts
     from flows.training import data_flow
     from tasks.runtime import store_for
 
     config = _load(args)
     windows = data_flow(config, args.date)
-    print("Artifacts written:")
-    _print_lineage(store_for(config), windows)
+    print_artifacts(dict(reversed(store_for(config).lineage(windows))))
     return 0
 
 

@@ -16,7 +16,14 @@ def metrics_text(metrics: pd.DataFrame) -> str:
     return overall.to_string(index=False, float_format=lambda value: f"{value:.4f}")
 
 
+def print_artifacts(artifacts: dict[str, str]) -> None:
+    print("\nArtifacts written:")
+    for step, uri in artifacts.items():
+        print(f"  {step:<10} {uri}")
+
+
 def print_registration(config: PipelineConfig, registration: Registration) -> None:
+    print_artifacts(registration.artifacts)
     registry = ModelRegistry(store_for(config), config.name)
     print(f"\nTest metrics of {config.name}/{registration.version} (original units, overall):")
     print(metrics_text(registry.metrics(registration.version)))

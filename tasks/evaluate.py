@@ -109,6 +109,7 @@ def plot_forecasts(test: TestWindows, forecasts: dict[str, np.ndarray], n_series
             axis.plot(future, values[last], lw=1.5, label=name)
         axis.set_title(f"{series_id}: last test window")
         axis.axvline(-0.5, color="0.8", ls="--")
+    axes[-1, 0].set_xlabel("steps from the forecast origin")
     axes[0, 0].legend(loc="upper left", ncol=len(forecasts) + 2, fontsize="small")
     fig.tight_layout()
     buffer = io.BytesIO()

@@ -87,12 +87,20 @@ def last_windows(
     )
 
 
-def future_grid(last_ds: pd.Series, horizon: int, frequency: str) -> np.ndarray:
-    """(n, horizon) future timestamps on the frequency grid after each series' last one."""
+def future_grid(
+    last_ds: pd.Series, horizon: int, frequency: str, timezone: str = "UTC"
+) -> np.ndarray:
+    """(n, horizon) future UTC timestamps on the frequency grid after each series' last one.
+
+    The grid is laid in the source's time zone, as validation checks it: daily data at local
+    midnight stays at local midnight across a daylight-saving change.
+    """
     offset = pd.tseries.frequencies.to_offset(frequency)
-    return np.stack(
-        [pd.date_range(ds + offset, periods=horizon, freq=offset).to_numpy() for ds in last_ds]
-    )
+    local = pd.DatetimeIndex(last_ds).tz_convert(timezone)
+    steps = [
+        (local + offset * k).tz_convert("UTC").tz_localize(None) for k in range(1, horizon + 1)
+    ]
+    return np.stack([step.to_numpy(dtype="datetime64[ns]") for step in steps], axis=1)
 
 
 def forecast_frame(
@@ -123,6 +131,7 @@ def predict_frame(
     frame: pd.DataFrame,
     champion: ModelVersion,
     frequency: str,
+    timezone: str,
     *,
     run_id: str,
     created_at: datetime,
@@ -144,7 +153,7 @@ def predict_frame(
     model = champion.load_model()
     scaled = np.asarray(model.predict(windows.inputs, batch_size=1024, verbose=0))
     yhat = champion.scaler.inverse_target(scaled, windows.unique_ids)
-    future = future_grid(windows.last_ds, horizon, frequency)
+    future = future_grid(windows.last_ds, horizon, frequency, timezone)
     table = forecast_frame(
         windows.unique_ids,
         future,
@@ -200,6 +209,7 @@ def predict_task(config: PipelineConfig, validated: ArtifactRef, run_date: str) 
         frame,
         champion,
         config.frequency,
+        config.source.timezone,
         run_id=current_flow_run_id() or "local",
         created_at=datetime.now(UTC),
     )

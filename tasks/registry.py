@@ -46,6 +46,8 @@ class Registration(BaseModel):
     promoted: bool
     reason: str
     champion: str | None
+    artifacts: dict[str, str] = {}
+    """Step -> URI of every artifact behind this version, in pipeline order."""
 
 
 def overall_mase(metrics: pd.DataFrame, model: str) -> float | None:
@@ -138,7 +140,7 @@ class ModelRegistry:
         self.store = store
         self.name = name
 
-    def _uri(self, *parts: str) -> str:
+    def uri(self, *parts: str) -> str:
         return self.store.uri("models", self.name, *parts)
 
     def save_version(
@@ -152,17 +154,17 @@ class ModelRegistry:
         metadata: dict[str, Any],
     ) -> str:
         """Write a version folder; metadata.json last marks it complete. Returns its URI."""
-        self.store.write_bytes(self._uri(version, "model.keras"), model_bytes)
+        self.store.write_bytes(self.uri(version, "model.keras"), model_bytes)
         self.store.write_bytes(
-            self._uri(version, "scaler.parquet"),
+            self.uri(version, "scaler.parquet"),
             table_to_parquet_bytes(_frame_to_table(scaler.to_frame())),
         )
         self.store.write_bytes(
-            self._uri(version, "metrics.parquet"), table_to_parquet_bytes(_frame_to_table(metrics))
+            self.uri(version, "metrics.parquet"), table_to_parquet_bytes(_frame_to_table(metrics))
         )
-        self.store.write_json(self._uri(version, "config.json"), config.model_dump(mode="json"))
+        self.store.write_json(self.uri(version, "config.json"), config.model_dump(mode="json"))
         self.store.write_json(
-            self._uri(version, "metadata.json"),
+            self.uri(version, "metadata.json"),
             {
                 **metadata,
                 "name": self.name,
@@ -171,25 +173,25 @@ class ModelRegistry:
                 "saved_at": datetime.now(UTC).isoformat(),
             },
         )
-        return self._uri(version)
+        return self.uri(version)
 
     def versions(self) -> list[str]:
         """Complete versions, oldest first."""
         found = []
         for path in self.store.list("models", self.name):
             version = Path(path).name
-            if self.store.exists(self._uri(version, "metadata.json")):
+            if self.store.exists(self.uri(version, "metadata.json")):
                 found.append(version)
         return sorted(found)
 
     def champion_version(self) -> str | None:
-        pointer = self._uri("champion.json")
+        pointer = self.uri("champion.json")
         if not self.store.exists(pointer):
             return None
         return str(self.store.read_json(pointer)["version"])
 
     def champion_pointer(self) -> dict[str, Any] | None:
-        pointer = self._uri("champion.json")
+        pointer = self.uri("champion.json")
         return self.store.read_json(pointer) if self.store.exists(pointer) else None
 
     def promote(self, version: str, reason: str) -> None:
@@ -197,17 +199,17 @@ class ModelRegistry:
         if version not in self.versions():
             raise ArtifactError(f"cannot promote {self.name}/{version}: no complete version")
         self.store.write_json(
-            self._uri("champion.json"),
+            self.uri("champion.json"),
             {"version": version, "reason": reason, "promoted_at": datetime.now(UTC).isoformat()},
         )
 
     def load(self, version: str) -> ModelVersion:
-        model_bytes = self.store.read_bytes(self._uri(version, "model.keras"))
-        metadata = self.store.read_json(self._uri(version, "metadata.json"))
+        model_bytes = self.store.read_bytes(self.uri(version, "model.keras"))
+        metadata = self.store.read_json(self.uri(version, "metadata.json"))
         if sha256_bytes(model_bytes) != metadata["model_sha256"]:
-            raise ArtifactError(f"{self._uri(version, 'model.keras')}: checksum mismatch")
+            raise ArtifactError(f"{self.uri(version, 'model.keras')}: checksum mismatch")
         scaler_frame = _read_parquet_bytes(
-            self.store.read_bytes(self._uri(version, "scaler.parquet"))
+            self.store.read_bytes(self.uri(version, "scaler.parquet"))
         )
         return ModelVersion(
             name=self.name,
@@ -218,7 +220,7 @@ class ModelRegistry:
         )
 
     def metrics(self, version: str) -> pd.DataFrame:
-        return _read_parquet_bytes(self.store.read_bytes(self._uri(version, "metrics.parquet")))
+        return _read_parquet_bytes(self.store.read_bytes(self.uri(version, "metrics.parquet")))
 
 
 def _frame_to_table(frame: pd.DataFrame):  # noqa: ANN202 - pyarrow type
@@ -301,10 +303,17 @@ def register_task(
         "promoted" if decision.promote else "not promoted",
         decision.reason,
     )
+    upstream = dict(reversed(store.lineage(windows)))  # ingest, validate, normalize, window
     return Registration(
         name=config.name,
         version=version,
         promoted=decision.promote,
         reason=decision.reason,
         champion=champion,
+        artifacts={
+            **upstream,
+            "train": trained.uri,
+            "evaluate": evaluation.uri,
+            "model": registry.uri(version),
+        },
     )

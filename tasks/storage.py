@@ -197,6 +197,16 @@ class ArtifactStore:
         table = parquet_bytes_to_table(self.read_verified(ref), ref.uri)
         return table.to_pandas(), artifact_metadata(table.schema, ref.uri)
 
+    def lineage(self, ref: ArtifactRef) -> list[tuple[str, str]]:
+        """(step, URI) of an artifact and, following first inputs, the ones it was made from."""
+        chain: list[tuple[str, str]] = []
+        current: ArtifactRef | None = ref
+        while current is not None:
+            _, meta = self.read_table(current)
+            chain.append((meta["step"], current.uri))
+            current = ArtifactRef(**meta["inputs"][0]) if meta["inputs"] else None
+        return chain
+
     def find(self, step: str, key: str) -> ArtifactRef | None:
         """The existing artifact for a content key, if a previous run wrote a readable one."""
         uri = self.artifact_uri(step, key)

@@ -10,7 +10,7 @@ import tempfile
 # Before prefect or tensorflow import: no telemetry (there is no network) and quiet logs.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 # A private Prefect home per test session: its database, result cache and settings never mix
 # with a user's ~/.prefect or with an earlier session's.

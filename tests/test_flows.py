@@ -200,3 +200,21 @@ def test_forecast_without_a_champion_tells_the_user_to_train(tmp_path: Path) -> 
     config = small_config(write_small_source(tmp_path / "data"), tmp_path / "store")
     with pytest.raises(NoChampionError, match="forecast train"):
         forecast_flow(config, "2026-11-25")
+
+
+def test_series_the_champion_cannot_forecast_are_listed_not_dropped(trained, tmp_path) -> None:
+    from flows.forecasting import forecast_flow
+
+    source = pd.read_parquet(trained.source.path)
+    newcomer = source[source["series_id"] == SERIES[0]].assign(series_id="Newcomer")
+    path = tmp_path / "with-newcomer.parquet"
+    pd.concat([source, newcomer]).to_parquet(path, index=False)
+    config = trained.model_copy(
+        update={"source": trained.source.model_copy(update={"path": str(path)})}
+    )
+    summary = forecast_flow(config, "2026-11-26")
+    assert summary.skipped == {
+        "Newcomer": "not in the champion's training data (retrain to include it)"
+    }
+    assert summary.series == len(SERIES)
+    assert "Newcomer" not in set(read_forecast(config, "2026-11-26")["unique_id"])
