@@ -6,7 +6,7 @@ CONFIG ?= configs/chicago.toml
 # No network here and no telemetry anywhere: keep Prefect and TensorFlow quiet and offline.
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
-export TF_CPP_MIN_LOG_LEVEL := 2
+export TF_CPP_MIN_LOG_LEVEL := 3
 export TF_ENABLE_ONEDNN_OPTS := 0
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 
@@ -32,6 +32,16 @@ test: lint
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_windowing.py
 	$(BIN)/python benchmarks/bench_training.py
+
+# The Prefect server with its UI, in the foreground (Ctrl-C stops it); SQLite under PREFECT_HOME.
+# Then, in another terminal, send the demo's runs to it (docs/production.md):
+#   PREFECT_API_URL=http://127.0.0.1:4200/api make run
+# Host and port go in as settings, not --host/--port: the UI takes its API address from them.
+SERVER_HOST ?= 127.0.0.1
+SERVER_PORT ?= 4200
+server: $(BIN)/.installed
+	PREFECT_SERVER_API_HOST=$(SERVER_HOST) PREFECT_SERVER_API_PORT=$(SERVER_PORT) \
+		$(BIN)/prefect server start
 
 clean:
 	rm -rf $(VENV) .prefect build *.egg-info

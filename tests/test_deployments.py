@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from deployments.serve import build_deployments
 from tasks.config import PipelineConfig, ScheduleConfig, load_config
@@ -29,16 +28,6 @@ def test_both_deployments_load_with_their_schedules_and_one_run_at_a_time() -> N
         assert deployment.concurrency_limit == 1
         assert deployment.concurrency_options.collision_strategy == "ENQUEUE"
         assert PipelineConfig.model_validate(deployment.parameters["config"]) == config
-
-
-def test_prefect_yaml_matches_the_served_deployments() -> None:
-    spec = yaml.safe_load((REPO / "deployments" / "prefect.yaml").read_text())
-    by_name = {d["name"]: d for d in spec["deployments"]}
-    assert set(by_name) == {"nightly-forecast", "weekly-retrain"}
-    assert by_name["nightly-forecast"]["entrypoint"] == "flows/forecasting.py:forecast_flow"
-    assert by_name["weekly-retrain"]["entrypoint"] == "flows/training.py:training_flow"
-    for deployment in by_name.values():
-        PipelineConfig.model_validate(deployment["parameters"]["config"])  # a valid config
 
 
 @pytest.mark.usefixtures("prefect_harness")
