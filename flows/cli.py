@@ -4,6 +4,7 @@
     forecast train   [--config F]            the training flow
     forecast predict [--config F] [--date D] the nightly forecast flow for one date
     forecast data    [--config F]            only ingest, validate, normalize and window
+    forecast backtest [--config F]           rolling-origin backtest over evaluation.backtest_folds
     forecast show    [--config F]            the latest forecast and the champion's metrics
     forecast serve   [--config F]            serve the scheduled deployments from this process
 
@@ -69,6 +70,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from flows.backtest import backtest_flow
+    from tasks.backtest import backtest_text, require_folds
+    from tasks.runtime import store_for
+
+    config = _load(args)
+    require_folds(config)  # fail at once, before ingesting, when the backtest is disabled
+    ref = backtest_flow(config, args.date)
+    metrics, _ = store_for(config).read_table(ref)
+    print(backtest_text(metrics))
+    print(f"\nAll metrics (per fold, model and series): {ref.uri}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from tasks.registry import ModelRegistry
     from tasks.runtime import store_for
@@ -101,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("train", cmd_train, "run the training flow"),
         ("predict", cmd_predict, "run the nightly forecast flow"),
         ("data", cmd_data, "run only the data preparation flow"),
+        ("backtest", cmd_backtest, "rolling-origin backtest: refit and score per fold"),
         ("show", cmd_show, "print the latest forecast and the champion's metrics"),
         ("serve", cmd_serve, "serve the nightly-forecast and weekly-retrain deployments"),
     ):
@@ -130,12 +146,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _is_user_facing(error: Exception) -> bool:
     """Errors whose message says all a user needs (bad data, missing model): no traceback."""
+    from tasks.backtest import BacktestError
     from tasks.ingest import IngestError
     from tasks.predict import NoChampionError
     from tasks.storage import ArtifactError
     from tasks.validate import DataValidationError
 
-    return isinstance(error, IngestError | DataValidationError | NoChampionError | ArtifactError)
+    return isinstance(
+        error, IngestError | DataValidationError | NoChampionError | ArtifactError | BacktestError
+    )
 
 
 if __name__ == "__main__":
