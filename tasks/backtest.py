@@ -29,9 +29,9 @@ from tasks.config import PipelineConfig, SplitConfig
 from tasks.evaluate import evaluate_windows, predict_windows, test_windows
 from tasks.normalize import SPLITS, check_sorted, feature_columns
 from tasks.runtime import pipeline_task, publish_markdown, publish_table, run_logger, store_for
-from tasks.storage import ArtifactRef, code_version, content_key, sha256_bytes
+from tasks.storage import ArtifactRef, code_version, content_key
 from tasks.train import backup_folder, input_features, train_model
-from tasks.window import WindowedData, _utc_datetimes, window_index, window_spec
+from tasks.window import WindowedData, utc_datetimes, window_index, window_spec
 
 BACKTEST_COLUMNS = ["fold", "cutoff", *METRIC_COLUMNS]
 # As in tasks.normalize: n * share can land a hair below an integer in floating point.
@@ -158,11 +158,7 @@ def fold_windows(labelled: pd.DataFrame, fold: int, config: PipelineConfig) -> W
         spec=spec,
         features=feature_columns(config),
         scaler=scaler,
-        ds=_utc_datetimes(labelled["ds"]),
-        # The fold's rows live in memory only; the reference names them by content.
-        normalized=ArtifactRef(
-            uri=f"in-memory:backtest/fold-{fold}", sha256=sha256_bytes(values.tobytes())
-        ),
+        ds=utc_datetimes(labelled["ds"]),
     )
 
 

@@ -81,8 +81,8 @@ class WindowedData:
     features: list[str]  # column order of `values`; the target is features[target_index]
     scaler: SeriesScaler  # fitted on train rows; `inverse_target` undoes the scaling
     ds: np.ndarray  # (rows,) timestamp of each row, datetime64 in UTC
-    normalized: ArtifactRef  # the rows' artifact, for lineage in downstream metadata
     target_index: int = 0
+    normalized: ArtifactRef | None = None  # the rows' artifact, when they came from the store
 
     def batches(
         self, split: str, batch_size: int, shuffle: bool = False, seed: int | None = None
@@ -106,7 +106,7 @@ def window_key(config: PipelineConfig, normalized: ArtifactRef) -> str:
     return content_key("window", config.digest("window"), normalized.sha256, code_version())
 
 
-def _utc_datetimes(ds: pd.Series) -> np.ndarray:
+def utc_datetimes(ds: pd.Series) -> np.ndarray:
     # numpy has no time zones: store UTC wall times so arithmetic and comparisons stay exact.
     if getattr(ds.dt, "tz", None) is not None:
         ds = ds.dt.tz_convert("UTC").dt.tz_localize(None)
@@ -141,7 +141,7 @@ def load_windows(store: ArtifactStore, window_ref: ArtifactRef) -> WindowedData:
         spec=spec,
         features=features,
         scaler=scaler,
-        ds=_utc_datetimes(frame["ds"]),
+        ds=utc_datetimes(frame["ds"]),
         normalized=normalized_ref,
         target_index=features.index("y"),
     )
