@@ -16,5 +16,5 @@ def forecast_flow(config: PipelineConfig, run_date: str | None = None) -> Foreca
     """Ingest the latest data, validate it, forecast every series, write tonight's partition."""
     run_date = resolve_run_date(run_date)
     ingested = ingest_task(config, run_date)
-    validated = validate_task(config, ingested)
+    validated = validate_task(config, ingested, purpose="forecast")
     return predict_task(config, validated, run_date)

@@ -204,7 +204,7 @@ def predict_task(config: PipelineConfig, validated: ArtifactRef, run_date: str) 
             "train one first with `forecast train` (or `forecast run`)."
         )
     champion = registry.load(version)
-    frame, _ = store.read_table(validated)
+    frame, validated_meta = store.read_table(validated)
     table, skipped = predict_frame(
         frame,
         champion,
@@ -213,6 +213,7 @@ def predict_task(config: PipelineConfig, validated: ArtifactRef, run_date: str) 
         run_id=current_flow_run_id() or "local",
         created_at=datetime.now(UTC),
     )
+    skipped = {**validated_meta.get("set_aside", {}), **skipped}  # none dropped silently
     uri = forecast_uri(store, config.name, run_date)
     ref = store.write_table(
         "predict",

@@ -74,6 +74,10 @@ class ValidationReport(BaseModel):
     gaps_per_series: dict[str, int] = Field(
         default_factory=dict, description="Series with gaps and how many each has (filled or not)."
     )
+    set_aside: dict[str, str] = Field(
+        default_factory=dict,
+        description="Forecasting only: series left out of the output, and why (the rest go on).",
+    )
 
     @property
     def failures(self) -> list[CheckResult]:
@@ -153,6 +157,16 @@ def _gap_lines(gaps: dict[str, int], shown: int = 20) -> list[str]:
     ]
 
 
+def _set_aside_lines(set_aside: dict[str, str], shown: int = 20) -> list[str]:
+    if not set_aside:
+        return []
+    lines = ["## Series set aside (not forecast)", "", "| series | reason |", "|---|---|"]
+    lines += [f"| {_cell(sid)} | {why} |" for sid, why in list(set_aside.items())[:shown]]
+    if len(set_aside) > shown:
+        lines.append(f"| ... | {len(set_aside) - shown} more |")
+    return [*lines, ""]
+
+
 def report_markdown(report: ValidationReport) -> str:
     """The report as markdown for the Prefect UI: verdict, repairs, then every check."""
     verdict = "passed" if report.passed else f"FAILED ({len(report.failures)} check(s))"
@@ -169,6 +183,7 @@ def report_markdown(report: ValidationReport) -> str:
         *(f"| {name} | {count} |" for name, count in report.repairs.model_dump().items()),
         "",
         *_gap_lines(report.gaps_per_series),
+        *_set_aside_lines(report.set_aside),
         "## Checks",
         "",
         "| status | check | column | detail | observed | rows | first offending rows |",
@@ -540,11 +555,42 @@ def fill_gaps(
     return combined.drop(columns="_added")[frame.columns]
 
 
-def length_check(frame: pd.DataFrame, config: PipelineConfig) -> CheckResult:
-    """Every series must hold at least one window: look_back + horizon steps (after repair)."""
-    need = config.window.look_back + config.window.horizon
+Purpose = Literal["training", "forecast"]
+
+
+def required_length(config: PipelineConfig, purpose: Purpose) -> int:
+    """Training needs one whole window per series; a forecast needs only its inputs."""
+    window = config.window
+    return window.look_back + window.horizon if purpose == "training" else window.look_back
+
+
+def short_series(frame: pd.DataFrame, need: int) -> pd.Series:
+    """Length of every series shorter than `need` steps, by id."""
+    lengths = frame.groupby("unique_id", sort=True).size()
+    return lengths[lengths < need]
+
+
+def length_check(
+    frame: pd.DataFrame, config: PipelineConfig, purpose: Purpose = "training"
+) -> CheckResult:
+    """Every series must be long enough (after repair): for training, look_back + horizon.
+
+    For a forecast, a short series is set aside rather than failing every other series' night:
+    the check passes and says how many were set aside (`ValidationReport.set_aside` names them).
+    """
+    need = required_length(config, purpose)
     lengths = frame.groupby("unique_id", sort=True).size()
     short = lengths[lengths < need]
+    if purpose == "forecast":
+        return CheckResult(
+            name="series_long_enough",
+            column="unique_id",
+            engine="pandas",
+            status="passed",
+            detail=f"a forecast needs look_back = {need} steps; shorter series are set aside",
+            observed=f"{len(short)} series set aside" if len(short) else None,
+            unexpected_count=len(short),
+        )
     rows = [
         OffendingRow(unique_id=str(series), value=f"length {length}")
         for series, length in short.head(config.validation.max_failed_rows_shown).items()
@@ -608,24 +654,32 @@ class GridOutcome:
     gaps_per_series: dict[str, int] = field(default_factory=dict)
 
 
-def grid_checks(frame: pd.DataFrame, config: PipelineConfig, repairable: bool) -> GridOutcome:
+def grid_checks(
+    frame: pd.DataFrame, config: PipelineConfig, repairable: bool, purpose: Purpose = "training"
+) -> GridOutcome:
     """Off-grid, gap and length checks; short gaps are filled only when nothing else failed."""
     positions, grid = grid_positions(frame, config)
     placed = offgrid_check(frame, positions, config)
     if placed.status == "failed":
-        checks = [placed, skipped("gaps_at_most_max_gap_fill", "ds"), length_check(frame, config)]
+        checks = [
+            placed,
+            skipped("gaps_at_most_max_gap_fill", "ds"),
+            length_check(frame, config, purpose),
+        ]
         return GridOutcome(frame, checks)
     gaps = find_gaps(frame, positions)
     spaced = gap_check(gaps, grid, config)
     per_series = {str(k): int(v) for k, v in gaps.groupby("unique_id").size().items()}
     if spaced.status != "passed" or not repairable:
         return GridOutcome(
-            frame, [placed, spaced, length_check(frame, config)], gaps_per_series=per_series
+            frame,
+            [placed, spaced, length_check(frame, config, purpose)],
+            gaps_per_series=per_series,
         )
     filled = fill_gaps(frame, gaps, grid, config.source.covariates)
     return GridOutcome(
         filled,
-        [placed, spaced, length_check(filled, config)],
+        [placed, spaced, length_check(filled, config, purpose)],
         gaps_filled=len(gaps),
         steps_filled=int(gaps["missing"].sum()),
         gaps_per_series=per_series,
@@ -633,54 +687,73 @@ def grid_checks(frame: pd.DataFrame, config: PipelineConfig, repairable: bool) -
 
 
 def validate_frame(
-    frame: pd.DataFrame, config: PipelineConfig, source: str
+    frame: pd.DataFrame, config: PipelineConfig, source: str, purpose: Purpose = "training"
 ) -> tuple[pd.DataFrame, ValidationReport]:
-    """The repaired frame (sorted by unique_id, ds) and its report; raises DataValidationError."""
+    """The repaired frame (sorted by unique_id, ds) and its report; raises DataValidationError.
+
+    `purpose="forecast"` asks only for look_back steps per series and sets shorter series aside
+    (left out of the frame, named in the report) instead of rejecting the whole data set.
+    """
     if all(key in frame.columns for key in KEYS):
         work, repairs = sort_and_deduplicate(frame)
     else:
         work, repairs = frame.reset_index(drop=True), Repairs()
     checks = run_expectations(work, config)
     if structurally_sound(checks):
-        outcome = grid_checks(work, config, repairable=all(c.status != "failed" for c in checks))
+        repairable = all(c.status != "failed" for c in checks)
+        outcome = grid_checks(work, config, repairable, purpose)
     else:
         outcome = GridOutcome(work, [skipped(name, column) for name, column in _GRID_CHECKS])
     repairs = repairs.model_copy(
         update={"gaps_filled": outcome.gaps_filled, "steps_filled": outcome.steps_filled}
     )
     checks = checks + outcome.checks
+    result = outcome.frame
+    set_aside: dict[str, str] = {}
+    if purpose == "forecast" and "unique_id" in result.columns:
+        need = required_length(config, purpose)
+        short = short_series(result, need)
+        set_aside = {
+            str(sid): f"only {n} steps; a forecast needs {need}" for sid, n in short.items()
+        }
+        result = result[~result["unique_id"].isin(list(set_aside))].reset_index(drop=True)
     report = ValidationReport(
         source=source,
         passed=all(check.status != "failed" for check in checks),
         rows_in=len(frame),
-        rows_out=len(outcome.frame),
+        rows_out=len(result),
         series=int(work["unique_id"].nunique()) if "unique_id" in work.columns else 0,
         checks=checks,
         repairs=repairs,
         gaps_per_series=outcome.gaps_per_series,
+        set_aside=set_aside,
     )
     if not report.passed:
         raise DataValidationError(report)
-    return outcome.frame, report
+    return result, report
 
 
-def validation_key(config: PipelineConfig, ingested: ArtifactRef) -> str:
-    """Content key: the checks' config (source for its time zone), the input bytes, the code."""
+def validation_key(
+    config: PipelineConfig, ingested: ArtifactRef, purpose: Purpose = "training"
+) -> str:
+    """Content key: the checks' config (source for its time zone), purpose, input bytes, code."""
     sections = config.digest("source", "validation", "frequency", "window")
-    return content_key("validate", sections, ingested.sha256, code_version())
+    return content_key("validate", sections, purpose, ingested.sha256, code_version())
 
 
 # -- Prefect task ----------------------------------------------------------------------------
 @pipeline_task("validate")
-def validate_task(config: PipelineConfig, ingested: ArtifactRef) -> ArtifactRef:
+def validate_task(
+    config: PipelineConfig, ingested: ArtifactRef, purpose: Purpose = "training"
+) -> ArtifactRef:
     """Validate the ingested frame; publish the report always, write it to the store on failure."""
     store = store_for(config)
     log = run_logger()
-    key = validation_key(config, ingested)
+    key = validation_key(config, ingested, purpose)
     frame, _ = store.read_table(ingested)
     report_key = f"validation-report-{config.name}"
     try:
-        validated, report = validate_frame(frame, config, config.source.path)
+        validated, report = validate_frame(frame, config, config.source.path, purpose)
     except DataValidationError as err:
         publish_markdown(report_key, report_markdown(err.report), "Validation report (failed)")
         report_uri = store.uri("reports", "validation", f"{key}.json")
@@ -707,5 +780,6 @@ def validate_task(config: PipelineConfig, ingested: ArtifactRef) -> ArtifactRef:
             "repairs": report.repairs.model_dump(),
             "series": report.series,
             "source": report.source,
+            "set_aside": report.set_aside,
         },
     )

@@ -207,14 +207,16 @@ def test_series_the_champion_cannot_forecast_are_listed_not_dropped(trained, tmp
 
     source = pd.read_parquet(trained.source.path)
     newcomer = source[source["series_id"] == SERIES[0]].assign(series_id="Newcomer")
+    shorty = source[source["series_id"] == SERIES[1]].tail(5).assign(series_id="Shorty")
     path = tmp_path / "with-newcomer.parquet"
-    pd.concat([source, newcomer]).to_parquet(path, index=False)
+    pd.concat([source, newcomer, shorty]).to_parquet(path, index=False)
     config = trained.model_copy(
         update={"source": trained.source.model_copy(update={"path": str(path)})}
     )
     summary = forecast_flow(config, "2026-11-26")
     assert summary.skipped == {
-        "Newcomer": "not in the champion's training data (retrain to include it)"
+        "Newcomer": "not in the champion's training data (retrain to include it)",
+        "Shorty": f"only 5 steps; a forecast needs {LOOK_BACK}",
     }
     assert summary.series == len(SERIES)
-    assert "Newcomer" not in set(read_forecast(config, "2026-11-26")["unique_id"])
+    assert set(read_forecast(config, "2026-11-26")["unique_id"]) == set(SERIES)

@@ -226,6 +226,16 @@ def test_series_shorter_than_a_window_is_rejected_naming_it_and_its_length():
     assert "look_back + horizon = 6" in str(error) and "series 'tiny' (length 5)" in str(error)
 
 
+def test_forecast_validation_sets_short_series_aside_instead_of_rejecting():
+    frame = series_frame({"A": 12, "tiny": 5, "stub": 3})
+    validated, report = validate_frame(frame, make_config(), SOURCE, purpose="forecast")
+    assert report.passed
+    assert report.set_aside == {"stub": "only 3 steps; a forecast needs 4"}  # tiny has look_back
+    assert sorted(validated["unique_id"].unique()) == ["A", "tiny"]
+    assert report.rows_out == 17
+    assert "Series set aside" in report_markdown(report) and "stub" in report_markdown(report)
+
+
 def test_series_id_with_path_traversal_is_rejected():
     error = rejection(series_frame({"A": 8, "../x": 8}))
     assert failed(error) == ["expect_column_values_to_match_regex"]
