@@ -32,6 +32,7 @@ test: lint
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_windowing.py
 	$(BIN)/python benchmarks/bench_training.py
+	$(BIN)/python benchmarks/bench_nightly.py
 
 # The Prefect server with its UI, in the foreground (Ctrl-C stops it); SQLite under PREFECT_HOME.
 # Then, in another terminal, send the demo's runs to it (docs/production.md):
