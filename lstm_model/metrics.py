@@ -113,39 +113,59 @@ def metrics_table(
         raise ValueError(
             f"unique_id needs one entry per window ({y_true.shape[0]}), got {unique_id.shape}"
         )
-    series = sorted(set(unique_id.tolist()))
+    codes, series = pd.factorize(unique_id, sort=True)
     missing = [uid for uid in series if uid not in scales]
     if missing:
         raise KeyError(f"no MASE scale for series {missing[:5]} ({len(missing)} in all)")
-    window_scale = np.array([scales[uid] for uid in series], dtype=np.float64)[
-        np.searchsorted(series, unique_id)
-    ]
-    rows = []
+    window_scale = np.array([scales[uid] for uid in series], dtype=np.float64)[codes]
+    overall = np.zeros_like(codes)
+    parts = []
     for model, y_pred in forecasts.items():
-        y_pred = np.asarray(y_pred, dtype=np.float64)
-        for uid in series:
-            mask = unique_id == uid
-            rows.append(_row(model, uid, y_true[mask], y_pred[mask], window_scale[mask]))
-        rows.append(_row(model, OVERALL, y_true, y_pred, window_scale))
-    return pd.DataFrame(rows, columns=METRIC_COLUMNS).astype({"model": str, "unique_id": str})
+        errors = np.asarray(y_pred, dtype=np.float64) - y_true
+        if errors.shape != y_true.shape:
+            raise ValueError(f"{model}: forecast {errors.shape} and y_true {y_true.shape} differ")
+        for groups, names in ((codes, list(series)), (overall, [OVERALL])):
+            parts.append(
+                pd.DataFrame(
+                    {"model": model, "unique_id": names}
+                    | _grouped_metrics(groups, len(names), y_true, errors, window_scale)
+                )
+            )
+    table = pd.concat(parts, ignore_index=True)[METRIC_COLUMNS]
+    return table.astype({"model": str, "unique_id": str})
 
 
-def _row(
-    model: str, uid: str, y_true: np.ndarray, y_pred: np.ndarray, window_scale: np.ndarray
-) -> dict[str, object]:
-    return {
-        "model": model,
-        "unique_id": uid,
-        "mae": mae(y_true, y_pred),
-        "rmse": rmse(y_true, y_pred),
-        "smape": smape(y_true, y_pred),
-        "mase": _pooled_mase(y_true, y_pred, window_scale),
-    }
+def _grouped_metrics(
+    groups: np.ndarray,
+    n_groups: int,
+    y_true: np.ndarray,
+    errors: np.ndarray,
+    window_scale: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Every metric per group of windows in one pass (np.bincount), not one mask per series.
 
+    Same definitions as `mae`, `rmse`, `smape` over all the group's values, and MASE as the
+    mean over the group's windows of window MAE / series scale (windows of series whose scale
+    is 0 or NaN left out; NaN when none is left).
+    """
+    n = len(errors)
+    errors = errors.reshape(n, -1)
+    y_true = y_true.reshape(n, -1)
+    absolute = np.abs(errors)
+    denominator = np.abs(y_true) + np.abs(y_true + errors)
+    ratio = np.divide(absolute, denominator, out=np.zeros_like(absolute), where=denominator > 0)
+    values = np.bincount(groups, minlength=n_groups) * errors.shape[1]
 
-def _pooled_mase(y_true: np.ndarray, y_pred: np.ndarray, window_scale: np.ndarray) -> float:
+    def total(per_window: np.ndarray) -> np.ndarray:
+        return np.bincount(groups, weights=per_window, minlength=n_groups)
+
     usable = (window_scale > 0) & np.isfinite(window_scale)
-    if not usable.any():
-        return float("nan")
-    window_mae = np.abs(y_pred - y_true).reshape(len(y_true), -1).mean(axis=1)
-    return float(np.mean(window_mae[usable] / window_scale[usable]))
+    scaled = np.divide(absolute.mean(axis=1), window_scale, out=np.zeros(n), where=usable)
+    usable_windows = total(usable.astype(np.float64))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "mae": total(absolute.sum(axis=1)) / values,
+            "rmse": np.sqrt(total((errors**2).sum(axis=1)) / values),
+            "smape": 200.0 * total(ratio.sum(axis=1)) / values,
+            "mase": np.where(usable_windows > 0, total(scaled) / usable_windows, np.nan),
+        }

@@ -64,7 +64,7 @@ def check_sorted(frame: pd.DataFrame) -> None:
         raise ValueError("normalize needs rows sorted by unique_id, ds (unique_id is not sorted)")
     codes, _ = pd.factorize(ids)  # integer comparison instead of per-element string compares
     same_series = codes[1:] == codes[:-1]
-    ds = frame["ds"].to_numpy()
+    ds = frame["ds"].to_numpy(dtype="datetime64[ns]")  # integers, not Timestamp objects
     if (same_series & (ds[1:] <= ds[:-1])).any():
         raise ValueError("normalize needs rows sorted by unique_id, ds (ds repeats or goes back)")
 
