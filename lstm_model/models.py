@@ -11,7 +11,9 @@ Keras is imported inside the functions so that importing this module stays cheap
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+import numpy as np
 
 if TYPE_CHECKING:
     import keras
@@ -102,12 +104,20 @@ class ModelSpec:
 def build_model(spec: ModelSpec, seed: int | None = None) -> keras.Model:
     """A compiled Keras model for `spec`: (batch, look_back, n_features) -> (batch, horizon).
 
-    `seed` seeds Python, NumPy and Keras first, so the initial weights are reproducible.
+    With a `seed`, every initializer and Dropout layer gets its own seed derived from it, so
+    the initial weights and dropout masks are reproducible even when other threads of the
+    process (a Prefect client, say) draw from Python's global `random`, which Keras's
+    unseeded initializers would otherwise share with them.
     """
     import keras
 
     if seed is not None:
         keras.utils.set_random_seed(seed)
+    layer_seeds = iter(np.random.default_rng(seed).integers(1, 2**31 - 1, size=64).tolist())
+
+    def seeded(initializer: type) -> Any:
+        return initializer(seed=next(layer_seeds)) if seed is not None else initializer()
+
     inputs = keras.Input(shape=(spec.look_back, spec.n_features), name="window")
     hidden = inputs
     with_dropout = spec.dropout > 0 or spec.preset == "stacked"
@@ -116,11 +126,18 @@ def build_model(spec: ModelSpec, seed: int | None = None) -> keras.Model:
             units,
             activation=spec.activation,
             return_sequences=depth < len(spec.units) - 1,
+            kernel_initializer=seeded(keras.initializers.GlorotUniform),
+            recurrent_initializer=seeded(keras.initializers.Orthogonal),
             name=f"lstm_{depth}",
         )(hidden)
         if with_dropout:
-            hidden = keras.layers.Dropout(spec.dropout, name=f"dropout_{depth}")(hidden)
-    outputs = keras.layers.Dense(spec.horizon, name="forecast")(hidden)
+            dropout_seed = next(layer_seeds) if seed is not None else None
+            hidden = keras.layers.Dropout(spec.dropout, seed=dropout_seed, name=f"dropout_{depth}")(
+                hidden
+            )
+    outputs = keras.layers.Dense(
+        spec.horizon, kernel_initializer=seeded(keras.initializers.GlorotUniform), name="forecast"
+    )(hidden)
     model = keras.Model(inputs, outputs, name=f"lstm_{spec.preset}")
     model.compile(optimizer=_optimizer(spec), loss=spec.loss)
     return model
