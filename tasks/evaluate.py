@@ -222,7 +222,7 @@ def evaluate_task(
     overall = metrics[metrics["unique_id"] == OVERALL]
     publish_table(
         f"metrics-{config.name}",
-        overall.round(4).to_dict("records"),
+        overall.drop(columns="unique_id").round(4).to_dict("records"),
         f"Test metrics, model against baselines ({len(starts)} windows); {champion_note}",
     )
     publish_markdown(
