@@ -8,6 +8,8 @@ the model).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -26,6 +28,65 @@ _FLOOR_TOLERANCE = 1e-9
 def feature_columns(config: PipelineConfig) -> list[str]:
     """Target first, then covariates: the target's column index is 0 everywhere downstream."""
     return [TARGET, *config.source.covariates]
+
+
+@dataclass(frozen=True)
+class SplitCutoffs:
+    """Common calendar cutoffs, the same instants for every series (UTC).
+
+    A row is train when `ds < train_end`, validation when `train_end <= ds < validation_end`,
+    test otherwise. Per-series proportions would put one series' training rows inside another
+    series' test period when series start on different dates (look-ahead across series).
+    """
+
+    train_end: pd.Timestamp
+    validation_end: pd.Timestamp
+
+    def labels(self, ds: pd.Series) -> np.ndarray:
+        """The split name of every timestamp in `ds`."""
+        instants = _utc_instants(ds)
+        return np.where(
+            instants < _utc_instants(self.train_end),
+            SPLITS[0],
+            np.where(instants < _utc_instants(self.validation_end), SPLITS[1], SPLITS[2]),
+        )
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "train_end": self.train_end.isoformat(),
+            "validation_end": self.validation_end.isoformat(),
+        }
+
+
+def _utc_instants(ds: object) -> np.ndarray:
+    """datetime64[ns] UTC wall times of timestamps that may be zone-aware (compared exactly)."""
+    values = pd.to_datetime(pd.Series(np.atleast_1d(ds)) if np.ndim(ds) == 0 else pd.Series(ds))
+    if getattr(values.dt, "tz", None) is not None:
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    return values.to_numpy(dtype="datetime64[ns]")
+
+
+def split_cutoffs(ds: pd.Series, split: SplitConfig) -> SplitCutoffs:
+    """Cutoffs at the train and train + validation shares of the distinct timestamps of all series.
+
+    Pass the observed (not imputed) timestamps. Every split gets at least one instant.
+    """
+    instants = np.unique(_utc_instants(ds))
+    if instants.size < len(SPLITS):
+        raise ValueError(
+            f"cannot split {instants.size} distinct timestamp(s) into train, validation and test"
+        )
+    n = instants.size
+    i_train = int(np.clip(np.floor(n * split.train + _FLOOR_TOLERANCE), 1, n - 2))
+    i_validation = int(
+        np.clip(
+            np.floor(n * (split.train + split.validation) + _FLOOR_TOLERANCE), i_train + 1, n - 1
+        )
+    )
+    return SplitCutoffs(
+        train_end=pd.Timestamp(instants[i_train], tz="UTC"),
+        validation_end=pd.Timestamp(instants[i_validation], tz="UTC"),
+    )
 
 
 def split_sizes(rows: np.ndarray, split: SplitConfig) -> tuple[np.ndarray, np.ndarray]:
