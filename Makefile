@@ -9,6 +9,8 @@ export DO_NOT_TRACK := 1
 export TF_CPP_MIN_LOG_LEVEL := 3
 export TF_ENABLE_ONEDNN_OPTS := 0
 export PREFECT_HOME ?= $(CURDIR)/.prefect
+# The embedded Prefect server gives up after 20 s by default, too short on a busy machine.
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 300
 
 .PHONY: run test lint bench server clean
 

@@ -20,15 +20,18 @@ import sys
 from pathlib import Path
 
 DEFAULT_CONFIG = "configs/chicago.toml"
+SERVER_STARTUP_TIMEOUT = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 
 
 def _quiet_environment() -> None:
-    """No telemetry (there may be no network) and no TensorFlow start-up chatter."""
+    """No telemetry (there may be no network), no TensorFlow start-up chatter, and time for the
+    embedded Prefect server to start on a busy machine (Prefect's default is 20 s)."""
     for name, value in {
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
         "TF_CPP_MIN_LOG_LEVEL": "3",
         "TF_ENABLE_ONEDNN_OPTS": "0",
+        SERVER_STARTUP_TIMEOUT: "300",
     }.items():
         os.environ.setdefault(name, value)
 
@@ -138,10 +141,30 @@ def main(argv: list[str] | None = None) -> int:
         print(err, file=sys.stderr)
         return 2
     except Exception as err:
+        if _is_server_start_failure(err):
+            print(f"\nforecast {args.command} failed: {_server_start_hint()}", file=sys.stderr)
+            return 1
         if not _is_user_facing(err):
             raise
         print(f"\nforecast {args.command} failed: {err}", file=sys.stderr)
         return 1
+
+
+def _is_server_start_failure(error: Exception) -> bool:
+    """Prefect's RuntimeError when the embedded (temporary) server never answered its health check."""
+    return isinstance(error, RuntimeError) and "connect to ephemeral Prefect API server" in str(
+        error
+    )
+
+
+def _server_start_hint() -> str:
+    """What failed and the two ways out, on one line."""
+    waited = os.environ.get(SERVER_STARTUP_TIMEOUT, "?")
+    return (
+        f"the temporary Prefect server did not start within {waited} s (a busy machine?): "
+        f"raise {SERVER_STARTUP_TIMEOUT}, or start a server with `make server` and set "
+        "PREFECT_API_URL=http://127.0.0.1:4200/api"
+    )
 
 
 def _is_user_facing(error: Exception) -> bool:

@@ -26,7 +26,7 @@ from prefect.logging import get_run_logger
 from prefect.tasks import exponential_backoff
 
 from tasks.config import PipelineConfig
-from tasks.storage import ArtifactStore
+from tasks.storage import ArtifactStore, code_version
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,10 +52,21 @@ def _store_identity(context: Any, parameters: dict[str, Any]) -> str | None:
     return store_for(config).identity() if isinstance(config, PipelineConfig) else None
 
 
+def _code_version(context: Any, parameters: dict[str, Any]) -> str:
+    """The project's code version: TASK_SOURCE hashes only the @task wrapper, not what it calls."""
+    return code_version()
+
+
 # Rerunning a flow skips the tasks whose inputs and code are unchanged (Prefect's own cache, so
 # the UI shows them as Cached). The store's identity is part of the key: a cached result is a
-# reference to an artifact, and after the store is wiped or replaced it must not be trusted.
-ARTIFACT_CACHE = INPUTS + TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=_store_identity)
+# reference to an artifact, and after the store is wiped or replaced it must not be trusted. The
+# code version is too: a fix in lstm_model/ or in a step function must rerun the same night.
+ARTIFACT_CACHE = (
+    INPUTS
+    + TASK_SOURCE
+    + CacheKeyFnPolicy(cache_key_fn=_store_identity)
+    + CacheKeyFnPolicy(cache_key_fn=_code_version)
+)
 
 
 # I/O errors worth retrying: a flaky network filesystem or object store. A missing, refused or

@@ -44,6 +44,14 @@ class ArtifactError(RuntimeError):
     """An artifact that is missing, truncated, corrupt or not the one its reference names."""
 
 
+# What a result depends on: the core and the steps, with the steps' data files (the bundled Great
+# Expectations suites decide what validation passes). Not flows/ or deployments/: they only wire
+# steps, and every input a task receives is in its cache key already, so a flow, CLI or report
+# edit must not throw away every cached artifact.
+CODE_PACKAGES = ("lstm_model", "tasks")
+CODE_SUFFIXES = (".py", ".json")
+
+
 @cache
 def code_version() -> str:
     """Package version plus a hash of the pipeline's source, so changed code never hits old cache."""
@@ -53,10 +61,11 @@ def code_version() -> str:
         version = "0+unknown"
     digest = hashlib.sha256()
     here = Path(__file__).resolve().parent.parent
-    for package in ("lstm_model", "tasks"):
-        for source in sorted((here / package).rglob("*.py")):
-            digest.update(source.relative_to(here).as_posix().encode())
-            digest.update(source.read_bytes())
+    for package in CODE_PACKAGES:
+        for source in sorted((here / package).rglob("*")):
+            if source.suffix in CODE_SUFFIXES and "__pycache__" not in source.parts:
+                digest.update(source.relative_to(here).as_posix().encode())
+                digest.update(source.read_bytes())
     return f"{version}+{digest.hexdigest()[:12]}"
 
 

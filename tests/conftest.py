@@ -12,6 +12,9 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+# The temporary Prefect servers (the harness, the CLI's) may take minutes to start on a busy
+# machine; Prefect's 20 s default (30 s in the harness) made runs fail there.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
 # A private Prefect home per test session: its database, result cache and settings never mix
 # with a user's ~/.prefect or with an earlier session's.
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="prefect-home-")
@@ -32,5 +35,10 @@ def prefect_harness():
     from prefect.testing.utilities import prefect_test_harness
 
     # The heartbeat thread costs about 1 s per flow call and cannot be set from the environment.
-    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}), prefect_test_harness():
+    with (
+        temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+        prefect_test_harness(
+            server_startup_timeout=None  # None: PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+        ),
+    ):
         yield

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Collection
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -45,3 +48,31 @@ def small_config(source: Path, root: Path, **sections: dict) -> PipelineConfig:
             **sections,
         }
     )
+
+
+SETTLE_SECONDS = 120.0
+"""How long a test waits for Prefect states to settle: generous, for a busy shared machine."""
+
+
+def settled_states(
+    read: Callable[[], dict[str, Any]],
+    expected: Collection[str],
+    what: str,
+    timeout: float = SETTLE_SECONDS,
+) -> dict[str, Any]:
+    """Poll `read` (name -> Prefect State) until every expected name is there and final.
+
+    Prefect 3 records task-run states from events, after the flow call returns: one read may
+    still see Pending or Running, or miss a run. Fails naming what never settled.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        states = read()
+        waiting = [name for name in expected if name not in states]
+        waiting += [name for name, state in states.items() if not state.is_final()]
+        if not waiting:
+            return states
+        if time.monotonic() > deadline:
+            shown = {name: getattr(state, "name", state) for name, state in states.items()}
+            raise AssertionError(f"{what} not settled after {timeout:.0f} s: {waiting} in {shown}")
+        time.sleep(0.25)

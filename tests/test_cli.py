@@ -83,3 +83,37 @@ def test_cli_help_answers_without_importing_the_heavy_libraries() -> None:
         check=True,
     )
     assert json.loads(done.stdout) == []
+
+
+def test_cli_gives_the_embedded_server_time_to_start_unless_told_otherwise(monkeypatch) -> None:
+    from flows.cli import _quiet_environment
+
+    monkeypatch.delenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", raising=False)
+    _quiet_environment()
+    assert os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] == "300"
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "45")
+    _quiet_environment()
+    assert os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] == "45"
+
+
+def test_an_embedded_server_that_never_starts_fails_in_one_line_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    """A real start-up failure: a zero timeout makes Prefect give up before the first health check."""
+    env = {
+        **os.environ,
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "0",
+        "FORECAST__STORAGE__ROOT": str(tmp_path / "store"),
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+    }
+    env.pop("PREFECT_API_URL", None)
+    done = forecast("predict", "--config", "configs/chicago.toml", "--date", "2026-11-24", env=env)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("forecast predict")]
+    assert line == (
+        "forecast predict failed: the temporary Prefect server did not start within 0 s"
+        " (a busy machine?): raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or start a"
+        " server with `make server` and set PREFECT_API_URL=http://127.0.0.1:4200/api"
+    )
+    assert not (tmp_path / "store" / "artifacts").exists()  # nothing ran

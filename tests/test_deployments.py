@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 
 from deployments.serve import build_deployments
 from tasks.config import PipelineConfig, ScheduleConfig, load_config
-from tests.support import HORIZON, SERIES, small_config, write_small_source
+from tests.support import HORIZON, SERIES, settled_states, small_config, write_small_source
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -53,6 +54,11 @@ def test_served_nightly_deployment_writes_the_forecast(tmp_path: Path, monkeypat
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
+
+        def read() -> dict[str, Any]:
+            return {"nightly": client.read_flow_run(flow_run.id).state}
+
+        settled_states(read, ["nightly"], f"flow run {flow_run.id}")
         finished = client.read_flow_run(flow_run.id)
     assert finished.state.is_completed(), finished.state
     assert finished.name == "forecast-2026-11-21"

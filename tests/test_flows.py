@@ -8,7 +8,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -16,7 +18,15 @@ import pytest
 from tasks.config import PipelineConfig
 from tasks.registry import ModelRegistry
 from tasks.storage import ArtifactStore
-from tests.support import HORIZON, LOOK_BACK, REPO, SERIES, small_config, write_small_source
+from tests.support import (
+    HORIZON,
+    LOOK_BACK,
+    REPO,
+    SERIES,
+    settled_states,
+    small_config,
+    write_small_source,
+)
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -38,19 +48,20 @@ def read_forecast(config: PipelineConfig, run_date: str) -> pd.DataFrame:
     return pd.read_parquet(path / "forecast.parquet")
 
 
-def task_states(flow_run_id: str) -> dict[str, str]:
-    """Task name -> state name of one flow run, read back from the Prefect API."""
+def task_states(flow_run_id: str, expected: Collection[str]) -> dict[str, str]:
+    """Task name -> state name of one flow run, read back from the Prefect API once settled."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    async def read() -> dict[str, str]:
+    async def read() -> dict[str, Any]:
         async with get_client() as client:
             runs = await client.read_task_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
             )
-        return {run.name.split("-")[0]: run.state.name for run in runs}
+        return {run.name.split("-")[0]: run.state for run in runs}
 
-    return asyncio.run(read())
+    states = settled_states(lambda: asyncio.run(read()), expected, f"tasks of {flow_run_id}")
+    return {name: state.name for name, state in states.items()}
 
 
 def test_training_registers_a_champion_with_metrics_against_baselines(trained) -> None:
@@ -107,6 +118,9 @@ def test_same_date_twice_gives_one_partition_with_identical_forecasts(trained) -
     assert first["run_id"].iloc[0] != second["run_id"].iloc[0]  # it really ran again
 
 
+TASKS = ("ingest", "validate", "predict")
+
+
 def test_a_run_failing_at_predict_reruns_with_upstream_tasks_cached(tmp_path: Path) -> None:
     from prefect.client.schemas.objects import StateType
 
@@ -117,7 +131,7 @@ def test_a_run_failing_at_predict_reruns_with_upstream_tasks_cached(tmp_path: Pa
     failed = forecast_flow(config, "2026-11-23", return_state=True)
     assert failed.type == StateType.FAILED
     assert "train one first" in str(failed.message)
-    assert task_states(str(failed.state_details.flow_run_id)) == {
+    assert task_states(str(failed.state_details.flow_run_id), TASKS) == {
         "ingest": "Completed",
         "validate": "Completed",
         "predict": "Failed",
@@ -126,7 +140,7 @@ def test_a_run_failing_at_predict_reruns_with_upstream_tasks_cached(tmp_path: Pa
     training_flow(config, "2026-11-23")  # the fix: a champion now exists
     rerun = forecast_flow(config, "2026-11-23", return_state=True)
     assert rerun.type == StateType.COMPLETED
-    assert task_states(str(rerun.state_details.flow_run_id)) == {
+    assert task_states(str(rerun.state_details.flow_run_id), TASKS) == {
         "ingest": "Cached",
         "validate": "Cached",
         "predict": "Completed",

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from tasks.ingest import IngestError
 from tasks.runtime import artifact_key, is_transient_io_error, resolve_run_date
 from tasks.storage import ArtifactError
 from tasks.validate import DataValidationError
+from tests.support import REPO
 
 
 @pytest.mark.parametrize(
@@ -75,3 +82,93 @@ def test_pipeline_tasks_retry_transient_io_but_fail_fast_on_a_corrupt_file() -> 
 
     assert both() == (3, True)
     assert calls == {"flaky": 3, "corrupt": 1}
+
+
+def probe_step(x: int) -> int:
+    return x + 1
+
+
+def test_the_cache_key_changes_with_the_code_version(monkeypatch) -> None:
+    """Same task, same inputs, same store: only the code version differs, and so does the key."""
+    from types import SimpleNamespace
+
+    import tasks.runtime as runtime
+
+    probe = runtime.pipeline_task("probe")(probe_step)
+    context = SimpleNamespace(task=probe)
+
+    def key(version: str) -> str | None:
+        monkeypatch.setattr(runtime, "code_version", lambda: version)
+        return runtime.ARTIFACT_CACHE.compute_key(context, {"x": 1}, {})
+
+    assert key("0.1.0+aaaaaaaaaaaa") == key("0.1.0+aaaaaaaaaaaa")
+    assert key("0.1.0+aaaaaaaaaaaa") != key("0.1.0+bbbbbbbbbbbb")
+
+
+VERSION_OF_COPY = "from tasks.storage import code_version; print(code_version())"
+
+
+def copied_code_version(root: Path) -> str:
+    """`code_version()` computed by a fresh process importing the packages copied under `root`."""
+    done = subprocess.run(
+        [sys.executable, "-c", VERSION_OF_COPY],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def edit_line(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert text.count(old) == 1, f"{old!r} not once in {path}"
+    path.write_text(text.replace(old, new))
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_editing_the_core_changes_the_code_version_so_a_cached_task_reruns(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from prefect import flow
+
+    import tasks.runtime as runtime
+    from tasks.storage import code_version
+
+    root = tmp_path / "project"
+    for package in ("lstm_model", "tasks", "flows"):
+        shutil.copytree(
+            REPO / package, root / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    unedited = copied_code_version(root)
+    assert unedited == code_version()  # the copy is this very code
+
+    edit_line(root / "flows" / "cli.py", "def main(", "def main(  ")  # wiring only: no change
+    assert copied_code_version(root) == unedited
+    edit_line(root / "lstm_model" / "baselines.py", '"""Naive and', '"""Plain naive and')
+    fixed = copied_code_version(root)
+    assert fixed != unedited
+    edit_line(
+        root / "tasks" / "suites" / "default.json",
+        '"name": "forecast-default"',
+        '"name":  "forecast-default"',
+    )  # the GX suite
+    assert copied_code_version(root) not in {unedited, fixed}
+
+    calls = []
+
+    @runtime.pipeline_task("probe", task_run_name="probe")
+    def probe(x: int) -> int:
+        calls.append(x)
+        return x + 1
+
+    @flow
+    def rerun() -> str:
+        return probe(1, return_state=True).name
+
+    monkeypatch.setattr(runtime, "code_version", lambda: unedited)
+    assert [rerun(), rerun()] == ["Completed", "Cached"]
+    monkeypatch.setattr(runtime, "code_version", lambda: fixed)  # the same night, after the fix
+    assert [rerun(), rerun()] == ["Completed", "Cached"]
+    assert calls == [1, 1]
