@@ -7,6 +7,7 @@
     forecast backtest [--config F]           rolling-origin backtest over evaluation.backtest_folds
     forecast show    [--config F]            the latest forecast and the champion's metrics
     forecast serve   [--config F]            serve the scheduled deployments from this process
+    forecast gc      [--config F] [--dry-run] remove what is older than storage.retention_days
 
 Heavy libraries (Prefect, TensorFlow, Great Expectations) are imported inside the commands, so
 `forecast --help` answers at once.
@@ -111,6 +112,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gc(args: argparse.Namespace) -> int:
+    from tasks.retention import collect_garbage, removals_text
+    from tasks.runtime import store_for
+
+    config = _load(args)
+    store, days = store_for(config), config.storage.retention_days
+    removals = collect_garbage(store, days, dry_run=args.dry_run)
+    print(removals_text(removals, root=store.root_url, retention_days=days, dry_run=args.dry_run))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="forecast", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -127,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--config", default=DEFAULT_CONFIG, help="TOML or YAML config file")
         command.add_argument("--date", default=None, help="run date YYYY-MM-DD (default: today)")
         command.set_defaults(handler=handler)
+    gc = commands.add_parser(
+        "gc", help="remove artifacts, reports, forecasts and models past storage.retention_days"
+    )
+    gc.add_argument("--config", default=DEFAULT_CONFIG, help="TOML or YAML config file")
+    gc.add_argument("--dry-run", action="store_true", help="print what would go; remove nothing")
+    gc.set_defaults(handler=cmd_gc)
     return parser
 
 

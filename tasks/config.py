@@ -131,6 +131,12 @@ class EvaluationConfig(_Section):
 
 class StorageConfig(_Section):
     root: str = Field("var/store", description="Local folder or fsspec URL (s3://bucket/prefix).")
+    retention_days: int = Field(
+        30,
+        ge=1,
+        description="`forecast gc` removes what is older: artifacts, reports, checkpoints, forecast"
+        " partitions, non-champion model versions (never the champion or its lineage).",
+    )
 
 
 class ScheduleConfig(_Section):

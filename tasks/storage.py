@@ -159,6 +159,31 @@ class ArtifactStore:
         except FileNotFoundError:
             return []
 
+    def path_of(self, uri: str) -> str:
+        """The filesystem path a URI of this store names (what `path` and `list` return)."""
+        return self._to_path(uri)
+
+    def is_folder(self, path: str) -> bool:
+        return self.fs.isdir(path)
+
+    def usage(self, path: str) -> tuple[datetime, int]:
+        """When a file, or the newest file in a folder, was last written (UTC), and total bytes."""
+        files = self.fs.find(path, detail=True)
+        if not files:  # an empty folder
+            return self.fs.modified(path), 0
+        modified = max(self.fs.modified(name) for name in files)
+        return modified, sum(int(info.get("size") or 0) for info in files.values())
+
+    def remove(self, path: str) -> None:
+        """Delete a file or a whole folder under the root (retention only; see tasks/retention.py)."""
+        self.fs.rm(path, recursive=self.fs.isdir(path))
+
+    def renew_identity(self) -> str:
+        """A new random store id: every Prefect cache keyed on the old one (see `identity`) dies."""
+        new_id = uuid.uuid4().hex
+        self.write_json(self.uri("store.json"), {"id": new_id, "created_at": datetime.now(UTC)})
+        return new_id
+
     # -- tables -------------------------------------------------------------------------------
     def write_table(
         self,
@@ -205,6 +230,17 @@ class ArtifactStore:
         """The frame and its artifact metadata, after checking bytes and page checksums."""
         table = parquet_bytes_to_table(self.read_verified(ref), ref.uri)
         return table.to_pandas(), artifact_metadata(table.schema, ref.uri)
+
+    def read_metadata(self, uri: str) -> dict[str, Any]:
+        """An artifact's metadata from its Parquet footer alone: no data read, no checksum."""
+        try:
+            with self.fs.open(self._to_path(uri), "rb") as handle:
+                schema = pq.read_schema(handle)
+        except FileNotFoundError as err:
+            raise ArtifactError(f"{uri}: artifact not found") from err
+        except (pa.ArrowInvalid, OSError) as err:
+            raise ArtifactError(f"{uri}: not a readable Parquet file ({err})") from err
+        return artifact_metadata(schema, uri)
 
     def lineage(self, ref: ArtifactRef) -> list[tuple[str, str]]:
         """(step, URI) of an artifact and, following first inputs, the ones it was made from."""
