@@ -12,7 +12,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 # The embedded Prefect server gives up after 20 s by default, too short on a busy machine.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 300
 
-.PHONY: run test lint bench server clean
+.PHONY: run test lint bench server clean mutation
 
 # The stamp depends on pyproject.toml, so changing dependencies reinstalls; otherwise reuse the venv.
 $(BIN)/.installed: pyproject.toml
@@ -46,5 +46,16 @@ server: $(BIN)/.installed
 	PREFECT_SERVER_API_HOST=$(SERVER_HOST) PREFECT_SERVER_API_PORT=$(SERVER_PORT) \
 		$(BIN)/prefect server start
 
+# Mutation testing, slow and not part of CI ([tool.mutmut] in pyproject.toml): mutmut copies the
+# code into mutants/, mutates it and runs the fast unit tests against each mutant, then the score
+# is printed. MUTATE=lstm_model/scaling.py (files, space-separated) runs only those files' mutants;
+# MUTATION_JOBS=N runs N at once (default: one per core).
+MUTATE ?=
+MUTATION_JOBS ?=
+mutation: $(BIN)/.installed
+	$(BIN)/mutmut run $(if $(MUTATION_JOBS),--max-children $(MUTATION_JOBS)) \
+		$(foreach file,$(MUTATE),"$(subst /,.,$(basename $(file))).*")
+	$(BIN)/python tools/mutation_score.py $(MUTATE)
+
 clean:
-	rm -rf $(VENV) .prefect build *.egg-info
+	rm -rf $(VENV) .prefect build *.egg-info mutants

@@ -92,3 +92,56 @@ def test_state_reads_that_never_settle_fail_naming_the_stragglers() -> None:
 
     with pytest.raises(AssertionError, match=r"tasks not settled after 0 s: \['train'\]"):
         settled_states(lambda: {"ingest": Completed(), "train": Running()}, [], "tasks", 0.3)
+
+
+def test_make_mutation_runs_mutmut_on_a_subset_then_prints_the_score(tmp_path: Path) -> None:
+    stubs = stub_commands(tmp_path / "bin", 'echo "$(basename "$0") $*"', "mutmut", "python")
+    (stubs / ".installed").touch()
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-s", "-C", str(REPO), f"BIN={stubs}", "mutation"]
+        + ["MUTATE=lstm_model/scaling.py tasks/window.py", "MUTATION_JOBS=2"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.splitlines() == [
+        "mutmut run --max-children 2 lstm_model.scaling.* tasks.window.*",
+        "python tools/mutation_score.py lstm_model/scaling.py tasks/window.py",
+    ]
+
+
+def test_mutation_score_counts_timeouts_as_kills_and_untested_code_as_survivors() -> None:
+    from tools.mutation_score import score_report
+
+    statuses = {
+        "lstm_model.scaling.x_fit__mutmut_1": "killed",
+        "lstm_model.scaling.x_fit__mutmut_2": "timeout",
+        "lstm_model.scaling.x_fit__mutmut_3": "survived",
+        "lstm_model.scaling.x_fit__mutmut_4": "no tests",
+        "lstm_model.scaling.x_fit__mutmut_5": "not checked",
+        "lstm_model.scaling_extra.x_f__mutmut_1": "survived",  # another module: not a prefix
+        "tasks.window.x_w__mutmut_1": "survived",
+    }
+    lines, score = score_report(statuses, ["lstm_model/scaling.py"])
+    assert score == 0.5
+    assert lines == [
+        "mutants: 1 killed, 1 no tests, 1 not checked, 1 survived, 1 timeout",
+        "  survived  lstm_model.scaling.x_fit__mutmut_3",
+        "  no tests  lstm_model.scaling.x_fit__mutmut_4",
+        "(see one with: mutmut show NAME)",
+        "mutation score: 2/4 = 50.0%",
+    ]
+    assert score_report(statuses, [])[1] == 2 / 6
+    assert score_report({"a.b.x__mutmut_1": "not checked"}, [])[1] is None
+
+
+def test_mutation_runs_only_fast_unit_tests_over_files_that_exist() -> None:
+    import tomllib
+
+    settings = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["mutmut"]
+    assert settings["process_isolation"] == "forkserver"  # TensorFlow is not fork-safe
+    for pattern in settings["only_mutate"]:
+        assert list(REPO.glob(pattern)), pattern
+    for test_file in settings["pytest_add_cli_args_test_selection"]:
+        text = (REPO / test_file).read_text()
+        assert "prefect_harness" not in text and "flows." not in text, test_file
