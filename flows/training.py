@@ -8,7 +8,7 @@ from tasks.config import PipelineConfig
 from tasks.evaluate import evaluate_task
 from tasks.ingest import ingest_task
 from tasks.normalize import normalize_task
-from tasks.registry import Registration, register_task
+from tasks.register import Registration, register_task
 from tasks.runtime import dated_run_name, resolve_run_date
 from tasks.storage import ArtifactRef
 from tasks.train import train_task

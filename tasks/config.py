@@ -121,11 +121,26 @@ class TrainingConfig(_Section):
 
 class EvaluationConfig(_Section):
     season_length: int = Field(7, ge=1, description="Seasonal-naive period in steps.")
-    plot_series: int = Field(4, ge=0)
+    plot_series: int = Field(4, ge=0, description="Series in the evaluation plot; 0: no plot.")
     backtest_folds: int = Field(0, ge=0, description="Rolling-origin folds; 0 disables.")
     gate_must_beat: Literal["seasonal_naive", "naive", "none"] = "seasonal_naive"
     gate_max_regression: float = Field(
         0.0, ge=0, description="Allowed relative MASE loss against the current champion."
+    )
+    gate_on_incomparable: Literal["refuse", "baseline_only"] = Field(
+        "refuse",
+        description="When the champion cannot be scored on the test windows (another horizon, "
+        "no series in common): refuse keeps it; baseline_only decides on the baseline alone.",
+    )
+
+
+class ForecastConfig(_Section):
+    """The nightly forecast."""
+
+    fallback: bool = Field(
+        True,
+        description="Until a model has passed the gate, publish a seasonal-naive forecast "
+        "(labelled as such) instead of failing the night.",
     )
 
 
@@ -154,6 +169,7 @@ class PipelineConfig(_Section):
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    forecast: ForecastConfig = ForecastConfig()
     storage: StorageConfig = StorageConfig()
     schedule: ScheduleConfig = ScheduleConfig()
 
