@@ -107,6 +107,11 @@ class ModelConfig(_Section):
     loss: Literal["mse", "mae", "huber"] = "mse"
     optimizer: Literal["adam", "rmsprop"] = "adam"
     learning_rate: float = Field(3e-3, gt=0)
+    reference: Literal["none", "seasonal_naive"] = Field(
+        "none",
+        description="seasonal_naive: the model learns a correction to the seasonal-naive "
+        "forecast (period evaluation.season_length), so untrained it is seasonal naive.",
+    )
 
 
 class TrainingConfig(_Section):

@@ -40,6 +40,9 @@ def model_spec(config: PipelineConfig, window: WindowSpec, n_features: int) -> M
         loss=model.loss,
         optimizer=model.optimizer,
         learning_rate=model.learning_rate,
+        reference_season=(
+            config.evaluation.season_length if model.reference == "seasonal_naive" else None
+        ),
     )
 
 
