@@ -64,7 +64,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -291,8 +291,7 @@ def compute_pass(config: Any, champion: Any) -> Pass:
         champion,
         config.frequency,
         config.source.timezone,
-        run_id="bench",
-        created_at=datetime.now(UTC),
+        model_version="bench",
     )
     steps["predict"] = time.perf_counter() - mark
     assert not skipped
@@ -473,7 +472,7 @@ def train_champion(config: Any, args: argparse.Namespace) -> Any:
     registration = training_flow(config, "2030-12-31")
     assert registration.promoted, registration.reason
     registry = ModelRegistry(store_for(config), config.name)
-    champion = registry.load(registry.champion_version())
+    champion = registry.forecaster(registry.champion_version())
     assert len(champion.scaler.series) == args.series, "the champion must know every series"
     print(
         f"Champion {registration.version} trained by training_flow in "
