@@ -38,8 +38,15 @@ from tasks.normalize import (
     observed_ds,
     split_cutoffs,
 )
-from tasks.runtime import pipeline_task, publish_markdown, publish_table, run_logger, store_for
-from tasks.storage import ArtifactRef, code_version, content_key
+from tasks.runtime import (
+    StepResult,
+    pipeline_task,
+    produce_artifact,
+    publish_markdown,
+    publish_table,
+    run_logger,
+)
+from tasks.storage import ArtifactRef, ArtifactStore, code_version, content_key
 from tasks.train import backup_folder, input_features, train_model
 from tasks.window import WindowedData, utc_datetimes, window_index, window_spec
 
@@ -303,53 +310,46 @@ def backtest_key(config: PipelineConfig, validated: ArtifactRef) -> str:
 @pipeline_task("backtest")
 def backtest_task(config: PipelineConfig, validated: ArtifactRef) -> ArtifactRef:
     """Run every fold on the validated series; one artifact with all folds' metrics."""
-    logger = run_logger()
     folds = require_folds(config)
-    store = store_for(config)
     key = backtest_key(config, validated)
-    if (done := store.find("backtest", key)) is not None:
-        logger.info("Backtest already exists for these inputs and settings: %s", done.uri)
-        return done
-    frame, _ = store.read_table(validated)
 
-    def on_fold(result: FoldResult) -> None:
-        mase = ", ".join(f"{model} {value:.4f}" for model, value in result.overall_mase().items())
-        logger.info(
-            "fold %d (of %d), cutoff %s: MASE %s (%d test windows of %d series; %d train "
-            "windows, %d epochs)",
-            result.fold,
-            folds,
-            result.cutoff.isoformat(),
-            mase,
-            result.windows["test"],
-            result.series_scored,
-            result.windows["train"],
-            result.epochs,
+    def compute(store: ArtifactStore) -> StepResult:
+        logger = run_logger()
+        frame, _ = store.read_table(validated)
+
+        def on_fold(result: FoldResult) -> None:
+            mase = ", ".join(
+                f"{model} {value:.4f}" for model, value in result.overall_mase().items()
+            )
+            logger.info(
+                "fold %d (of %d), cutoff %s: MASE %s (%d test windows of %d series; %d train "
+                "windows, %d epochs)",
+                result.fold,
+                folds,
+                result.cutoff.isoformat(),
+                mase,
+                result.windows["test"],
+                result.series_scored,
+                result.windows["train"],
+                result.epochs,
+            )
+
+        backup_root = backup_folder(store, key)
+        results = run_backtest(frame, config, backup_root, on_fold)
+        with contextlib.suppress(OSError):  # each fold removed its backups; drop the parent
+            Path(backup_root).rmdir()
+        metrics = backtest_table(results)
+        overview = fold_overview(metrics).assign(cutoff=lambda t: t["cutoff"].astype(str))
+        publish_table(
+            f"backtest-{config.name}",
+            overview.round(4).to_dict("records"),
+            f"Backtest: overall metrics per fold ({folds} folds, expanding window, refit per fold)",
         )
-
-    backup_root = backup_folder(store, key)
-    results = run_backtest(frame, config, backup_root, on_fold)
-    with contextlib.suppress(OSError):  # each fold removed its own backups; drop the empty parent
-        Path(backup_root).rmdir()
-    metrics = backtest_table(results)
-    summary = backtest_summary(metrics)
-    ref = store.write_table(
-        "backtest",
-        key,
-        metrics,
-        config_hash=config.digest(),
-        inputs=[validated],
-        extra={
+        publish_markdown(f"backtest-summary-{config.name}", backtest_markdown(metrics), "Backtest")
+        return metrics, {
             "folds": folds,
             "fold_info": [result.info() for result in results],
-            "summary": summary.to_dict("records"),
-        },
-    )
-    overview = fold_overview(metrics).assign(cutoff=lambda t: t["cutoff"].astype(str))
-    publish_table(
-        f"backtest-{config.name}",
-        overview.round(4).to_dict("records"),
-        f"Backtest: overall metrics per fold ({folds} folds, expanding window, refit per fold)",
-    )
-    publish_markdown(f"backtest-summary-{config.name}", backtest_markdown(metrics), "Backtest")
-    return ref
+            "summary": backtest_summary(metrics).to_dict("records"),
+        }
+
+    return produce_artifact(config, "backtest", key, [validated], compute)

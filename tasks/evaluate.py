@@ -33,7 +33,9 @@ from tasks.normalize import load_normalized
 from tasks.registry import ModelRegistry, model_from_bytes
 from tasks.runtime import (
     ARTIFACT_CACHE,
+    StepResult,
     pipeline_task,
+    produce_artifact,
     publish_markdown,
     publish_table,
     run_logger,
@@ -301,45 +303,35 @@ def evaluate_task(
     config: PipelineConfig, windows: ArtifactRef, trained: ArtifactRef
 ) -> ArtifactRef:
     """Score model, baselines and champion on the test windows; publish table and plot."""
-    logger = run_logger()
-    store = store_for(config)
-    champion_version = ModelRegistry(store, config.name).champion_version()
+    champion_version = ModelRegistry(store_for(config), config.name).champion_version()
     key = evaluate_key(config, windows, trained, champion_version)
-    if (done := store.find("evaluate", key)) is not None:
-        logger.info("Already evaluated: %s", done.uri)
-        return done
-    metrics, forecasts, comparison, data = evaluate_models(
-        store, config, windows, trained, champion_version
-    )
-    extra: dict[str, object] = {
-        "champion": comparison.model_dump(),
-        "test_windows": len(data.ends),
-        "plot": None,
-    }
-    if config.evaluation.plot_series > 0 and len(data.ends):
-        plot_uri = store.uri("reports", "evaluate", f"{key}.png")
-        png = plot_forecasts(data, forecasts, data.look_back, config.evaluation.plot_series)
-        store.write_bytes(plot_uri, png)
-        extra["plot"] = plot_uri
-    ref = store.write_table(
-        "evaluate",
-        key,
-        metrics,
-        config_hash=config.digest(),
-        inputs=[windows, trained],
-        extra=extra,
-    )
-    champion_note = f"champion {comparison.version}: {comparison.note}"
-    overall = metrics[metrics["unique_id"] == OVERALL]
-    publish_table(
-        f"metrics-{config.name}",
-        overall.drop(columns="unique_id").round(4).to_dict("records"),
-        f"Test metrics, model against baselines ({len(data.ends)} windows); {champion_note}",
-    )
-    publish_markdown(
-        f"evaluation-{config.name}",
-        metrics_markdown(metrics, extra["plot"]),
-        "Evaluation report",
-    )
-    logger.info("Test metrics (overall):\n%s\n%s", overall.to_string(index=False), champion_note)
-    return ref
+
+    def compute(store: ArtifactStore) -> StepResult:
+        metrics, forecasts, comparison, data = evaluate_models(
+            store, config, windows, trained, champion_version
+        )
+        plot_uri = None
+        if config.evaluation.plot_series > 0 and len(data.ends):
+            plot_uri = store.uri("reports", "evaluate", f"{key}.png")
+            png = plot_forecasts(data, forecasts, data.look_back, config.evaluation.plot_series)
+            store.write_bytes(plot_uri, png)
+        champion_note = f"champion {comparison.version}: {comparison.note}"
+        overall = metrics[metrics["unique_id"] == OVERALL]
+        publish_table(
+            f"metrics-{config.name}",
+            overall.drop(columns="unique_id").round(4).to_dict("records"),
+            f"Test metrics, model against baselines ({len(data.ends)} windows); {champion_note}",
+        )
+        publish_markdown(
+            f"evaluation-{config.name}", metrics_markdown(metrics, plot_uri), "Evaluation report"
+        )
+        run_logger().info(
+            "Test metrics (overall):\n%s\n%s", overall.to_string(index=False), champion_note
+        )
+        return metrics, {
+            "champion": comparison.model_dump(),
+            "test_windows": len(data.ends),
+            "plot": plot_uri,
+        }
+
+    return produce_artifact(config, "evaluate", key, [windows, trained], compute)

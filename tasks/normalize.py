@@ -16,7 +16,7 @@ import pandas as pd
 from lstm_model.scaling import SeriesScaler, fit_scaler
 from lstm_model.windowing import SPLITS
 from tasks.config import PipelineConfig, SplitConfig
-from tasks.runtime import pipeline_task, publish_table, run_logger, store_for
+from tasks.runtime import StepResult, pipeline_task, produce_artifact, publish_table, run_logger
 from tasks.storage import ArtifactRef, ArtifactStore, code_version, content_key
 
 TARGET = "y"
@@ -184,45 +184,37 @@ def load_normalized(
 @pipeline_task("normalize")
 def normalize_task(config: PipelineConfig, validated: ArtifactRef) -> ArtifactRef:
     """Scale the validated series; the scaler is saved inside the artifact's metadata."""
-    logger = run_logger()
-    store = store_for(config)
-    key = normalize_key(config, validated)
-    if (done := store.find("normalize", key)) is not None:
-        logger.info("Normalized data already exists for these inputs: %s", done.uri)
-        return done
-    frame, _ = store.read_table(validated)
-    cutoffs = split_cutoffs(observed_ds(frame), config.split)
-    normalized, scaler = normalize(frame, config, cutoffs)
-    left_out = series_without_train_rows(frame, scaler)
-    if left_out:
-        logger.warning(
-            "%d series start after the train cutoff %s and are left out of training: %s",
-            len(left_out),
+
+    def compute(store: ArtifactStore) -> StepResult:
+        logger = run_logger()
+        frame, _ = store.read_table(validated)
+        cutoffs = split_cutoffs(observed_ds(frame), config.split)
+        normalized, scaler = normalize(frame, config, cutoffs)
+        left_out = series_without_train_rows(frame, scaler)
+        if left_out:
+            logger.warning(
+                "%d series start after the train cutoff %s and are left out of training: %s",
+                len(left_out),
+                cutoffs.train_end,
+                left_out[:10],
+            )
+        summary = split_summary(normalized)
+        logger.info(
+            "Normalized %d rows of %d series (%s scaling fitted on rows before %s): %s",
+            len(normalized),
+            len(scaler.unique_ids),
+            scaler.method,
             cutoffs.train_end,
-            left_out[:10],
+            ", ".join(f"{row['split']} {row['rows']}" for row in summary),
         )
-    summary = split_summary(normalized)
-    ref = store.write_table(
-        "normalize",
-        key,
-        normalized,
-        config_hash=config.digest(),
-        inputs=[validated],
-        extra={
+        publish_table(f"normalize-{config.name}", summary, "Rows and series per split")
+        return normalized, {
             "scaler": scaler.to_dict(),
             "features": feature_columns(config),
             "splits": {row["split"]: row["rows"] for row in summary},
             "cutoffs": cutoffs.to_dict(),
             "series_without_train_rows": left_out,
-        },
-    )
-    logger.info(
-        "Normalized %d rows of %d series (%s scaling fitted on rows before %s): %s",
-        len(normalized),
-        len(scaler.unique_ids),
-        scaler.method,
-        cutoffs.train_end,
-        ", ".join(f"{row['split']} {row['rows']}" for row in summary),
-    )
-    publish_table(f"normalize-{config.name}", summary, "Rows and series per chronological split")
-    return ref
+        }
+
+    key = normalize_key(config, validated)
+    return produce_artifact(config, "normalize", key, [validated], compute)

@@ -26,7 +26,7 @@ from prefect.logging import get_run_logger
 from prefect.tasks import exponential_backoff
 
 from tasks.config import PipelineConfig
-from tasks.storage import ArtifactStore
+from tasks.storage import ArtifactRef, ArtifactStore
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -80,6 +80,33 @@ def retry_transient_io_only(task: Any, task_run: Any, state: Any) -> bool:
 
 def store_for(config: PipelineConfig) -> ArtifactStore:
     return ArtifactStore(config.storage.root)
+
+
+StepResult = tuple[Any, dict[str, Any]]
+"""What a step's compute function returns: the artifact's frame and its extra metadata."""
+
+
+def produce_artifact(
+    config: PipelineConfig,
+    step: str,
+    key: str,
+    inputs: list[ArtifactRef],
+    compute: Callable[[ArtifactStore], StepResult],
+) -> ArtifactRef:
+    """The step protocol in one place: the artifact for this content key if a run already
+    wrote a readable one, else `compute(store)` written as that artifact with its metadata.
+
+    The key covers the step's settings, its inputs' checksums and the code version, so a hit
+    is the same work already done.
+    """
+    store = store_for(config)
+    if (done := store.find(step, key)) is not None:
+        run_logger().info("%s: already done for these inputs and code, reusing %s", step, done.uri)
+        return done
+    frame, extra = compute(store)
+    return store.write_table(
+        step, key, frame, config_hash=config.digest(), inputs=inputs, extra=extra
+    )
 
 
 def in_prefect_run() -> bool:

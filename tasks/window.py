@@ -38,7 +38,7 @@ from lstm_model.windowing import (
 )
 from tasks.config import PipelineConfig
 from tasks.normalize import IMPUTED, load_normalized
-from tasks.runtime import pipeline_task, publish_table, run_logger, store_for
+from tasks.runtime import StepResult, pipeline_task, produce_artifact, publish_table, run_logger
 from tasks.storage import ArtifactError, ArtifactRef, ArtifactStore, code_version, content_key
 
 
@@ -161,52 +161,44 @@ def load_windows(store: ArtifactStore, window_ref: ArtifactRef) -> WindowedData:
 @pipeline_task("window")
 def window_task(config: PipelineConfig, normalized: ArtifactRef) -> ArtifactRef:
     """Index the windows of every split; the index points into the normalized artifact."""
-    logger = run_logger()
-    store = store_for(config)
-    key = window_key(config, normalized)
-    if (done := store.find("window", key)) is not None:
-        logger.info("Window index already exists for these inputs: %s", done.uri)
-        return done
-    frame, _, features = load_normalized(store, normalized)
-    spec = window_spec(config)
-    index = window_index(frame, spec)
-    counts = windows_per_split(index)
-    require_training_windows(counts, spec)
-    for name in SPLITS[1:]:
-        if counts[name] == 0:
-            logger.warning(
-                "No %s windows: no series has %d %s rows (horizon) after %d earlier rows",
-                name,
-                spec.horizon,
-                name,
-                spec.look_back,
-            )
-    ref = store.write_table(
-        "window",
-        key,
-        index,
-        config_hash=config.digest(),
-        inputs=[normalized],
-        extra={
+
+    def compute(store: ArtifactStore) -> StepResult:
+        logger = run_logger()
+        frame, _, features = load_normalized(store, normalized)
+        spec = window_spec(config)
+        index = window_index(frame, spec)
+        counts = windows_per_split(index)
+        require_training_windows(counts, spec)
+        for name in SPLITS[1:]:
+            if counts[name] == 0:
+                logger.warning(
+                    "No %s windows: no series has %d %s rows (horizon) after %d earlier rows",
+                    name,
+                    spec.horizon,
+                    name,
+                    spec.look_back,
+                )
+        logger.info(
+            "Indexed %s windows (look_back %d, horizon %d, stride %d): %s",
+            f"{len(index):,}",
+            spec.look_back,
+            spec.horizon,
+            spec.stride,
+            ", ".join(f"{name} {count:,}" for name, count in counts.items()),
+        )
+        publish_table(
+            f"window-{config.name}",
+            [{"split": name, "windows": count} for name, count in counts.items()],
+            "Windows per split (evaluation windows are labelled by their targets)",
+        )
+        return index, {
             "look_back": spec.look_back,
             "horizon": spec.horizon,
             "stride": spec.stride,
             "features": features,
             "windows": counts,
             "series": normalized.uri,
-        },
-    )
-    logger.info(
-        "Indexed %s windows (look_back %d, horizon %d, stride %d): %s",
-        f"{len(index):,}",
-        spec.look_back,
-        spec.horizon,
-        spec.stride,
-        ", ".join(f"{name} {count:,}" for name, count in counts.items()),
-    )
-    publish_table(
-        f"window-{config.name}",
-        [{"split": name, "windows": count} for name, count in counts.items()],
-        "Windows per split (evaluation windows are labelled by their targets)",
-    )
-    return ref
+        }
+
+    key = window_key(config, normalized)
+    return produce_artifact(config, "window", key, [normalized], compute)
