@@ -31,11 +31,14 @@ def series_frame(
     start: str = "2024-01-01",
     freq: str = "D",
     tz: str = "UTC",
+    end: str | None = None,
 ) -> pd.DataFrame:
-    """Tidy series on a regular grid, y rising by one per step, one covariate."""
+    """Tidy series on a regular grid, y rising by one per step, one covariate; all starting at
+    `start`, or all ending at `end` when given."""
     parts = []
     for number, (series, length) in enumerate((lengths or {"A": 12, "B": 12}).items()):
-        stamps = pd.date_range(start, periods=length, freq=freq, tz=tz).tz_convert("UTC")
+        span = {"end": end} if end else {"start": start}
+        stamps = pd.date_range(**span, periods=length, freq=freq, tz=tz).tz_convert("UTC")
         parts.append(
             pd.DataFrame(
                 {
@@ -76,7 +79,7 @@ def failed(error: DataValidationError) -> list[str]:
 def test_clean_frame_passes_unchanged():
     frame = series_frame()
     validated, report = validate_frame(frame, make_config(), SOURCE)
-    pd.testing.assert_frame_equal(validated, frame)
+    pd.testing.assert_frame_equal(validated, frame.assign(imputed=False))
     assert report.passed and report.rows_in == report.rows_out == 24 and report.series == 2
     assert report.repairs.model_dump() == dict.fromkeys(report.repairs.model_dump(), 0)
     assert {check.engine for check in report.checks} == {"great_expectations", "pandas"}
@@ -86,7 +89,7 @@ def test_unsorted_input_is_sorted_and_counted_not_rejected():
     frame = series_frame()
     shuffled = frame.sample(frac=1, random_state=3)
     validated, report = validate_frame(shuffled, make_config(), SOURCE)
-    pd.testing.assert_frame_equal(validated, frame)
+    pd.testing.assert_frame_equal(validated, frame.assign(imputed=False))
     assert report.passed and report.repairs.rows_reordered > 0
 
 
@@ -94,7 +97,7 @@ def test_exact_duplicates_are_dropped_and_counted():
     frame = series_frame()
     doubled = pd.concat([frame, frame.iloc[[3, 15]]], ignore_index=True)
     validated, report = validate_frame(doubled, make_config(), SOURCE)
-    pd.testing.assert_frame_equal(validated, frame)
+    pd.testing.assert_frame_equal(validated, frame.assign(imputed=False))
     assert report.repairs.exact_duplicates_dropped == 2 and report.rows_in == 26
 
 
@@ -110,6 +113,9 @@ def test_short_gap_is_filled_and_counted():
     assert filled.loc[pd.Timestamp("2024-01-05", tz="UTC"), "y"] == 4.0  # linear between 3 and 6
     assert filled.loc[pd.Timestamp("2024-01-06", tz="UTC"), "y"] == 5.0
     assert filled.loc[pd.Timestamp("2024-01-06", tz="UTC"), "temp"] == 3.0  # carried forward
+    inserted = [pd.Timestamp("2024-01-05", tz="UTC"), pd.Timestamp("2024-01-06", tz="UTC")]
+    assert filled.index[filled["imputed"]].tolist() == inserted
+    assert validated["imputed"].dtype == bool and validated["imputed"].sum() == 2
     assert str(validated["ds"].dtype) == "datetime64[us, UTC]"
 
 
@@ -227,7 +233,7 @@ def test_series_shorter_than_a_window_is_rejected_naming_it_and_its_length():
 
 
 def test_forecast_validation_sets_short_series_aside_instead_of_rejecting():
-    frame = series_frame({"A": 12, "tiny": 5, "stub": 3})
+    frame = series_frame({"A": 12, "tiny": 5, "stub": 3}, end="2024-01-12")
     validated, report = validate_frame(frame, make_config(), SOURCE, purpose="forecast")
     assert report.passed
     assert report.set_aside == {"stub": "only 3 steps; a forecast needs 4"}  # tiny has look_back
@@ -307,7 +313,7 @@ def test_validate_task_writes_the_repaired_artifact_with_repair_counts(tmp_path)
     assert (
         metadata["repairs"]["rows_reordered"] > 0 and metadata["inputs"][0]["uri"] == ingested.uri
     )
-    pd.testing.assert_frame_equal(frame, series_frame())
+    pd.testing.assert_frame_equal(frame, series_frame().assign(imputed=False))
     assert validate_task.fn(config, ingested) == ref  # a rerun finds the same artifact
 
 
