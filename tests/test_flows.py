@@ -68,8 +68,8 @@ def test_training_registers_a_champion_with_metrics_against_baselines(trained) -
 def test_forecast_has_one_row_per_series_and_step_on_the_future_grid(trained) -> None:
     from flows.forecasting import forecast_flow
 
-    summary = forecast_flow(trained, "2026-11-21")
-    forecast = read_forecast(trained, "2026-11-21")
+    summary = forecast_flow(trained, "2016-08-15")
+    forecast = read_forecast(trained, "2016-08-15")
     assert summary.rows == len(forecast) == len(SERIES) * HORIZON
     assert sorted(forecast["unique_id"].unique()) == SERIES
     assert (
@@ -96,11 +96,11 @@ def test_forecast_has_one_row_per_series_and_step_on_the_future_grid(trained) ->
 def test_same_date_twice_gives_one_partition_with_identical_forecasts(trained) -> None:
     from flows.forecasting import forecast_flow
 
-    forecast_flow(trained, "2026-11-22")
-    first = read_forecast(trained, "2026-11-22")
-    forecast_flow(trained, "2026-11-22")
-    second = read_forecast(trained, "2026-11-22")
-    partition = Path(trained.storage.root) / "forecasts" / trained.name / "run_date=2026-11-22"
+    forecast_flow(trained, "2016-08-16")
+    first = read_forecast(trained, "2016-08-16")
+    forecast_flow(trained, "2016-08-16")
+    second = read_forecast(trained, "2016-08-16")
+    partition = Path(trained.storage.root) / "forecasts" / trained.name / "run_date=2016-08-16"
     assert [p.name for p in partition.iterdir()] == ["forecast.parquet"]
     values = ["unique_id", "ds", "step", "yhat", "model_version"]
     pd.testing.assert_frame_equal(first[values], second[values])
@@ -114,7 +114,7 @@ def test_a_run_failing_at_predict_reruns_with_upstream_tasks_cached(tmp_path: Pa
     from flows.training import training_flow
 
     config = small_config(write_small_source(tmp_path / "data"), tmp_path / "store")
-    failed = forecast_flow(config, "2026-11-23", return_state=True)
+    failed = forecast_flow(config, "2016-08-15", return_state=True)
     assert failed.type == StateType.FAILED
     assert "train one first" in str(failed.message)
     assert task_states(str(failed.state_details.flow_run_id)) == {
@@ -124,7 +124,7 @@ def test_a_run_failing_at_predict_reruns_with_upstream_tasks_cached(tmp_path: Pa
     }
 
     training_flow(config, "2026-11-23")  # the fix: a champion now exists
-    rerun = forecast_flow(config, "2026-11-23", return_state=True)
+    rerun = forecast_flow(config, "2016-08-15", return_state=True)
     assert rerun.type == StateType.COMPLETED
     assert task_states(str(rerun.state_details.flow_run_id)) == {
         "ingest": "Cached",
@@ -148,7 +148,7 @@ def stall_before_forecast_rename(src, dst):
     real_replace(src, dst)
 
 storage.os.replace = stall_before_forecast_rename
-forecast_flow(PipelineConfig.model_validate_json(open(sys.argv[1]).read()), "2026-11-24")
+forecast_flow(PipelineConfig.model_validate_json(open(sys.argv[1]).read()), "2016-08-10")
 """
 
 
@@ -159,8 +159,8 @@ def test_sigkill_during_the_forecast_write_keeps_the_previous_forecast(
 
     from flows.forecasting import forecast_flow
 
-    forecast_flow(trained, "2026-11-24")
-    target = Path(trained.storage.root) / "forecasts" / trained.name / "run_date=2026-11-24"
+    forecast_flow(trained, "2016-08-10")
+    target = Path(trained.storage.root) / "forecasts" / trained.name / "run_date=2016-08-10"
     before = (target / "forecast.parquet").read_bytes()
 
     config_file, signal_file = tmp_path / "config.json", tmp_path / "staged"
@@ -186,7 +186,7 @@ def test_sigkill_during_the_forecast_write_keeps_the_previous_forecast(
     assert (target / "forecast.parquet").read_bytes() == before  # untouched, still readable
     assert len(pd.read_parquet(target / "forecast.parquet")) == len(SERIES) * HORIZON
 
-    summary = forecast_flow(trained, "2026-11-24")  # the rerun completes and replaces it
+    summary = forecast_flow(trained, "2016-08-10")  # the rerun completes and replaces it
     assert summary.rows == len(SERIES) * HORIZON
     assert (target / "forecast.parquet").read_bytes() != before
     visible = [p.name for p in target.iterdir() if not p.name.startswith(".")]
@@ -199,7 +199,7 @@ def test_forecast_without_a_champion_tells_the_user_to_train(tmp_path: Path) -> 
 
     config = small_config(write_small_source(tmp_path / "data"), tmp_path / "store")
     with pytest.raises(NoChampionError, match="forecast train"):
-        forecast_flow(config, "2026-11-25")
+        forecast_flow(config, "2016-08-11")
 
 
 def test_series_the_champion_cannot_forecast_are_listed_not_dropped(trained, tmp_path) -> None:
@@ -213,10 +213,10 @@ def test_series_the_champion_cannot_forecast_are_listed_not_dropped(trained, tmp
     config = trained.model_copy(
         update={"source": trained.source.model_copy(update={"path": str(path)})}
     )
-    summary = forecast_flow(config, "2026-11-26")
+    summary = forecast_flow(config, "2016-08-17")
     assert summary.skipped == {
         "Newcomer": "not in the champion's training data (retrain to include it)",
         "Shorty": f"only 5 steps; a forecast needs {LOOK_BACK}",
     }
     assert summary.series == len(SERIES)
-    assert set(read_forecast(config, "2026-11-26")["unique_id"]) == set(SERIES)
+    assert set(read_forecast(config, "2016-08-17")["unique_id"]) == set(SERIES)
