@@ -192,3 +192,14 @@ def test_a_scheduled_run_prepares_the_data_of_its_scheduled_night(tmp_path) -> N
     validated, meta = store.read_table(ref_of(store, dict(store.lineage(windows))["validate"]))
     assert meta["as_of"] == "2016-07-31"
     assert local_dates(validated["ds"]).max() == "2016-07-30"
+
+
+def test_training_with_a_date_learns_only_from_rows_before_it(tmp_path) -> None:
+    from flows.training import training_flow
+
+    config = small_config(write_small_source(tmp_path / "data"), tmp_path / "store")
+    registration = training_flow(config, NIGHT)
+    store = ArtifactStore(config.storage.root)
+    validated, meta = store.read_table(ref_of(store, registration.artifacts["validate"]))
+    assert meta["as_of"] == NIGHT and meta["rows_after_as_of"] == len(SERIES) * 14
+    assert local_dates(validated["ds"]).max() == "2016-07-31"
