@@ -63,6 +63,17 @@ class ValidationConfig(_Section):
     y_max: float | None = None
     id_pattern: str = Field(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$", description="Safe series ids.")
     max_series: int = Field(100_000, ge=1)
+    max_staleness: int = Field(
+        3,
+        ge=0,
+        description="Forecasting: a series missing more than this many latest steps is set aside.",
+    )
+    max_set_aside_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Forecasting: the night fails when more than this share of series is set aside.",
+    )
     max_failed_rows_shown: int = Field(5, ge=1, le=100)
     extra_expectations: list[dict[str, Any]] = Field(
         default_factory=list,

@@ -142,7 +142,7 @@ def backtested(tmp_path_factory: pytest.TempPathFactory) -> tuple[PipelineConfig
         base / "store",
         evaluation={"backtest_folds": 2, "gate_must_beat": "none", "plot_series": 2},
     )
-    validated = validate_task.fn(config, ingest_task.fn(config, "2026-11-20"))
+    validated = validate_task.fn(config, ingest_task.fn(config, "2026-11-20"), as_of="2026-11-20")
     return config, backtest_task.fn(config, validated)
 
 
@@ -176,7 +176,7 @@ def test_backtest_task_scores_every_fold_against_the_baselines(backtested) -> No
 
 def test_backtest_rerun_finds_the_same_artifact(backtested) -> None:
     config, ref = backtested
-    validated = validate_task.fn(config, ingest_task.fn(config, "2026-11-20"))
+    validated = validate_task.fn(config, ingest_task.fn(config, "2026-11-20"), as_of="2026-11-20")
     assert backtest_task.fn(config, validated) == ref
 
 

@@ -69,8 +69,8 @@ def test_training_registers_a_champion_with_metrics_against_baselines(trained) -
 def test_forecast_has_one_row_per_series_and_step_on_the_future_grid(trained) -> None:
     from flows.forecasting import forecast_flow
 
-    summary = forecast_flow(trained, "2026-11-21")
-    forecast = read_forecast(trained, "2026-11-21")
+    summary = forecast_flow(trained, "2016-08-15")
+    forecast = read_forecast(trained, "2016-08-15")
     assert summary.rows == len(forecast) == len(SERIES) * HORIZON
     assert sorted(forecast["unique_id"].unique()) == SERIES
     assert (
@@ -97,10 +97,10 @@ def test_forecast_has_one_row_per_series_and_step_on_the_future_grid(trained) ->
 def test_same_date_twice_gives_one_partition_with_identical_forecasts(trained) -> None:
     from flows.forecasting import forecast_flow
 
-    partition = Path(trained.storage.root) / "forecasts" / trained.name / "run_date=2026-11-22"
-    first_run = forecast_flow(trained, "2026-11-22")
+    partition = Path(trained.storage.root) / "forecasts" / trained.name / "run_date=2016-08-16"
+    first_run = forecast_flow(trained, "2016-08-16")
     first = (partition / "forecast.parquet").read_bytes()
-    second_run = forecast_flow(trained, "2026-11-22")
+    second_run = forecast_flow(trained, "2016-08-16")
     assert first_run.run_id != second_run.run_id  # it really ran again
     assert [p.name for p in partition.iterdir()] == ["forecast.parquet"]
     assert (partition / "forecast.parquet").read_bytes() == first  # byte-identical replay
@@ -115,7 +115,7 @@ def test_a_run_failing_at_predict_reruns_with_upstream_tasks_cached(tmp_path: Pa
     config = small_config(
         write_small_source(tmp_path / "data"), tmp_path / "store", forecast={"fallback": False}
     )
-    failed = forecast_flow(config, "2026-11-23", return_state=True)
+    failed = forecast_flow(config, "2016-08-15", return_state=True)
     assert failed.type == StateType.FAILED
     assert "train one first" in str(failed.message)
     assert task_states(str(failed.state_details.flow_run_id)) == {
@@ -125,7 +125,7 @@ def test_a_run_failing_at_predict_reruns_with_upstream_tasks_cached(tmp_path: Pa
     }
 
     training_flow(config, "2026-11-23")  # the fix: a champion now exists
-    rerun = forecast_flow(config, "2026-11-23", return_state=True)
+    rerun = forecast_flow(config, "2016-08-15", return_state=True)
     assert rerun.type == StateType.COMPLETED
     assert task_states(str(rerun.state_details.flow_run_id)) == {
         "ingest": "Cached",
@@ -149,7 +149,7 @@ def stall_before_forecast_rename(src, dst):
     real_replace(src, dst)
 
 storage.os.replace = stall_before_forecast_rename
-forecast_flow(PipelineConfig.model_validate_json(open(sys.argv[1]).read()), "2026-11-24")
+forecast_flow(PipelineConfig.model_validate_json(open(sys.argv[1]).read()), "2016-08-10")
 """
 
 
@@ -160,8 +160,8 @@ def test_sigkill_during_the_forecast_write_keeps_the_previous_forecast(
 
     from flows.forecasting import forecast_flow
 
-    forecast_flow(trained, "2026-11-24")
-    target = Path(trained.storage.root) / "forecasts" / trained.name / "run_date=2026-11-24"
+    forecast_flow(trained, "2016-08-10")
+    target = Path(trained.storage.root) / "forecasts" / trained.name / "run_date=2016-08-10"
     before = (target / "forecast.parquet").read_bytes()
     before_inode = (target / "forecast.parquet").stat().st_ino
 
@@ -188,7 +188,7 @@ def test_sigkill_during_the_forecast_write_keeps_the_previous_forecast(
     assert (target / "forecast.parquet").read_bytes() == before  # untouched, still readable
     assert len(pd.read_parquet(target / "forecast.parquet")) == len(SERIES) * HORIZON
 
-    summary = forecast_flow(trained, "2026-11-24")  # the rerun completes and replaces it
+    summary = forecast_flow(trained, "2016-08-10")  # the rerun completes and replaces it
     assert summary.rows == len(SERIES) * HORIZON
     # Replaced by a new file (a new inode from the rename) with the same deterministic bytes.
     assert (target / "forecast.parquet").stat().st_ino != before_inode
@@ -205,7 +205,7 @@ def test_forecast_without_a_champion_tells_the_user_to_train(tmp_path: Path) -> 
         write_small_source(tmp_path / "data"), tmp_path / "store", forecast={"fallback": False}
     )
     with pytest.raises(NoChampionError, match="forecast train"):
-        forecast_flow(config, "2026-11-25")
+        forecast_flow(config, "2016-08-11")
 
 
 def test_without_a_champion_the_night_gets_the_labelled_seasonal_naive_fallback(
@@ -215,9 +215,9 @@ def test_without_a_champion_the_night_gets_the_labelled_seasonal_naive_fallback(
 
     source = write_small_source(tmp_path / "data")
     config = small_config(source, tmp_path / "store")  # forecast.fallback defaults to on
-    summary = forecast_flow(config, "2026-11-25")
+    summary = forecast_flow(config, "2016-08-12")
     assert summary.fallback and summary.model_version == "fallback-seasonal-naive"
-    forecast = read_forecast(config, "2026-11-25")
+    forecast = read_forecast(config, "2016-08-12")
     assert forecast["fallback"].all() and set(forecast["model"]) == {"seasonal_naive"}
     history = pd.read_parquet(source).sort_values(["series_id", "timestamp"])
     for station in SERIES:
@@ -237,10 +237,10 @@ def test_series_the_champion_cannot_forecast_are_listed_not_dropped(trained, tmp
     config = trained.model_copy(
         update={"source": trained.source.model_copy(update={"path": str(path)})}
     )
-    summary = forecast_flow(config, "2026-11-26")
+    summary = forecast_flow(config, "2016-08-17")
     assert summary.skipped == {
         "Newcomer": "not in the champion's training data (retrain to include it)",
         "Shorty": f"only 5 steps; a forecast needs {LOOK_BACK}",
     }
     assert summary.series == len(SERIES)
-    assert set(read_forecast(config, "2026-11-26")["unique_id"]) == set(SERIES)
+    assert set(read_forecast(config, "2016-08-17")["unique_id"]) == set(SERIES)
