@@ -14,7 +14,9 @@ from tasks.validate import validate_task
 
 @flow(name="backtest", flow_run_name=dated_run_name("backtest"), log_prints=True)
 def backtest_flow(config: PipelineConfig, run_date: str | None = None) -> ArtifactRef:
-    """Ingest and validate the data, then refit and score the model on every backtest fold."""
-    ingested = ingest_task(config, resolve_run_date(run_date))
-    validated = validate_task(config, ingested)
+    """Ingest and validate the rows before the run date, then refit and score the model on
+    every backtest fold."""
+    run_date = resolve_run_date(run_date, config.schedule.timezone)
+    ingested = ingest_task(config, run_date)
+    validated = validate_task(config, ingested, as_of=run_date)
     return backtest_task(config, validated)

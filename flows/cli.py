@@ -3,6 +3,7 @@
     forecast run     [--config F]            train when there is no champion, then forecast tonight
     forecast train   [--config F]            the training flow
     forecast predict [--config F] [--date D] the nightly forecast flow for one date
+    forecast backfill [--config F] --from D1 --to D2   the nightly forecast for each night D1..D2
     forecast data    [--config F]            only ingest, validate, normalize and window
     forecast backtest [--config F]           rolling-origin backtest over evaluation.backtest_folds
     forecast show    [--config F]            the latest forecast and the champion's metrics
@@ -74,6 +75,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from flows.forecasting import backfill
+
+    config = _load(args)
+    for summary in backfill(config, args.first, args.last):
+        print(f"{summary.run_date}  {summary.rows} rows  {summary.uri}")
+    return 0
+
+
 def cmd_backtest(args: argparse.Namespace) -> int:
     from flows.backtest import backtest_flow
     from tasks.backtest import backtest_text, require_folds
@@ -139,13 +149,43 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--config", default=DEFAULT_CONFIG, help="TOML or YAML config file")
         command.add_argument("--date", default=None, help="run date YYYY-MM-DD (default: today)")
         command.set_defaults(handler=handler)
+    backfill = commands.add_parser(
+        "backfill", help="replay the nightly forecast for every night from --from to --to"
+    )
+    backfill.add_argument("--config", default=DEFAULT_CONFIG, help="TOML or YAML config file")
+    backfill.add_argument("--from", dest="first", required=True, help="first night YYYY-MM-DD")
+    backfill.add_argument("--to", dest="last", required=True, help="last night YYYY-MM-DD")
+    backfill.set_defaults(handler=cmd_backfill, date=None)
     gc = commands.add_parser(
         "gc", help="remove artifacts, reports, forecasts and models past storage.retention_days"
     )
     gc.add_argument("--config", default=DEFAULT_CONFIG, help="TOML or YAML config file")
     gc.add_argument("--dry-run", action="store_true", help="print what would go; remove nothing")
-    gc.set_defaults(handler=cmd_gc)
+    gc.set_defaults(handler=cmd_gc, date=None)
     return parser
+
+
+DATE_OPTIONS = {"date": "--date", "first": "--from", "last": "--to"}
+
+
+def date_option_error(args: argparse.Namespace) -> str | None:
+    """One line naming the first malformed date option and its value, or a reversed range."""
+    from tasks.runtime import RunDateError, nights, parse_run_date
+
+    for attribute, option in DATE_OPTIONS.items():
+        value = getattr(args, attribute, None)
+        if value is None:
+            continue
+        try:
+            parse_run_date(value)
+        except RunDateError:
+            return f"{option} {value!r} is not a date YYYY-MM-DD"
+    if getattr(args, "first", None) is not None:
+        try:
+            nights(args.first, args.last)
+        except RunDateError:
+            return f"--from {args.first} is after --to {args.last}: nothing to replay"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_environment()
     from tasks.config import ConfigError
 
+    problem = date_option_error(args)
+    if problem is not None:
+        print(f"forecast {args.command} failed: {problem}", file=sys.stderr)
+        return 1
     try:
         return args.handler(args)
     except ConfigError as err:
@@ -190,11 +234,18 @@ def _is_user_facing(error: Exception) -> bool:
     from tasks.backtest import BacktestError
     from tasks.ingest import IngestError
     from tasks.predict import NoChampionError
+    from tasks.runtime import RunDateError
     from tasks.storage import ArtifactError
     from tasks.validate import DataValidationError
 
     return isinstance(
-        error, IngestError | DataValidationError | NoChampionError | ArtifactError | BacktestError
+        error,
+        IngestError
+        | DataValidationError
+        | NoChampionError
+        | ArtifactError
+        | BacktestError
+        | RunDateError,
     )
 
 

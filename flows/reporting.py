@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 
+from lstm_model.metrics import OVERALL
 from tasks.config import PipelineConfig
 from tasks.predict import ForecastSummary, forecast_uri
-from tasks.registry import OVERALL, ModelRegistry, Registration
+from tasks.register import Registration
+from tasks.registry import ModelRegistry
 from tasks.runtime import store_for
 from tasks.storage import ArtifactError, parquet_bytes_to_table
 

@@ -57,6 +57,10 @@ class ModelSpec:
     loss: Loss = "mse"
     optimizer: Optimizer = "adam"
     learning_rate: float = 1e-3
+    reference_season: int | None = None
+    """When set, the model forecasts a correction to the seasonal-naive forecast of this period
+    (read from the target, input column 0): the head starts at zero, so an untrained model is
+    seasonal naive exactly, and training only has to learn what seasonal naive gets wrong."""
 
     def __post_init__(self) -> None:
         # Config files give lists; a tuple keeps the spec hashable and immutable.
@@ -89,6 +93,11 @@ class ModelSpec:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.reference_season is not None and not 1 <= self.reference_season <= self.look_back:
+            raise ValueError(
+                f"reference_season must be in [1, look_back={self.look_back}], "
+                f"got {self.reference_season}"
+            )
         if self.preset in _SINGLE_LAYER_PRESETS and len(self.units) != 1:
             raise ValueError(
                 f"preset {self.preset!r} is one LSTM layer, got units={self.units}; "
@@ -135,12 +144,39 @@ def build_model(spec: ModelSpec, seed: int | None = None) -> keras.Model:
             hidden = keras.layers.Dropout(spec.dropout, seed=dropout_seed, name=f"dropout_{depth}")(
                 hidden
             )
-    outputs = keras.layers.Dense(
-        spec.horizon, kernel_initializer=seeded(keras.initializers.GlorotUniform), name="forecast"
-    )(hidden)
+    if spec.reference_season is None:
+        outputs = keras.layers.Dense(
+            spec.horizon,
+            kernel_initializer=seeded(keras.initializers.GlorotUniform),
+            name="forecast",
+        )(hidden)
+    else:
+        correction = keras.layers.Dense(
+            spec.horizon, kernel_initializer="zeros", name="correction"
+        )(hidden)
+        outputs = keras.layers.Add(name="forecast")([seasonal_reference(spec, inputs), correction])
     model = keras.Model(inputs, outputs, name=f"lstm_{spec.preset}")
     model.compile(optimizer=_optimizer(spec), loss=spec.loss)
     return model
+
+
+def seasonal_reference(spec: ModelSpec, inputs: keras.KerasTensor) -> keras.KerasTensor:
+    """The seasonal-naive forecast of the target as a frozen linear layer (no Lambda layer, so
+    the model still saves and loads in Keras's safe mode): step h repeats the input step
+    look_back - season + h % season of column 0."""
+    import keras
+
+    season = int(spec.reference_season or 1)
+    selector = np.zeros((spec.look_back * spec.n_features, spec.horizon), dtype=np.float32)
+    for step in range(spec.horizon):
+        selector[(spec.look_back - season + step % season) * spec.n_features, step] = 1.0
+    flat = keras.layers.Flatten(name="window_flat")(inputs)
+    reference = keras.layers.Dense(
+        spec.horizon, use_bias=False, trainable=False, name="seasonal_reference"
+    )
+    output = reference(flat)
+    reference.set_weights([selector])
+    return output
 
 
 def _optimizer(spec: ModelSpec) -> keras.optimizers.Optimizer:

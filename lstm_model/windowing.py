@@ -15,6 +15,9 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
+"""Chronological splits, in time order: a series' rows go train, then validation, then test."""
+
 
 @dataclass(frozen=True)
 class WindowSpec:
@@ -79,6 +82,36 @@ def window_starts(segment_ids: np.ndarray, spec: WindowSpec) -> np.ndarray:
     first_of_run = np.repeat(np.cumsum(per_run) - per_run, per_run)
     within = (np.arange(total, dtype=np.int64) - first_of_run) * spec.stride
     return np.repeat(run_starts, per_run) + within
+
+
+def split_window_starts(
+    series_ids: np.ndarray | pd.Series,
+    split_codes: np.ndarray,
+    spec: WindowSpec,
+    unscorable: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """First row and split code of every usable window, with each series' rows in time order.
+
+    `split_codes[i]` is the index in SPLITS of row i's split (non-decreasing within a series).
+    A training window lies wholly in train rows. A validation or test window has all its
+    *targets* in that split and takes its inputs from whatever rows come before them, so a
+    short series is still scored and evaluation windows start right at the cutoff. Windows
+    whose targets straddle two splits are dropped, and so are evaluation windows with any
+    `unscorable` target row (imputed values are never scored as actuals).
+    """
+    split_codes = np.asarray(split_codes, dtype=np.int64)
+    starts = window_starts(run_ids(series_ids), spec)
+    first_target = starts + spec.look_back
+    last_target = starts + spec.length - 1
+    target_split = split_codes[last_target]
+    is_train = (split_codes[starts] == 0) & (target_split == 0)
+    is_evaluation = (split_codes[first_target] == target_split) & (target_split > 0)
+    if unscorable is not None:
+        # Prefix sums count unscorable rows in each target block without a loop over windows.
+        counts = np.concatenate(([0], np.cumsum(np.asarray(unscorable, dtype=np.int64))))
+        is_evaluation &= counts[last_target + 1] == counts[first_target]
+    keep = is_train | is_evaluation
+    return starts[keep], target_split[keep]
 
 
 def gather_windows(
@@ -177,17 +210,24 @@ def make_windows(
 ) -> Windows:
     """All windows of a long frame in memory: the notebook-sized path (training streams instead).
 
-    Rows are put in (series, time) order first; with `split_column`, windows stay inside one
-    split of one series, exactly as the pipeline's window step cuts them.
+    Rows are put in (series, time) order first; with `split_column` (values in SPLITS),
+    windows are labelled exactly as the pipeline's window step labels them
+    (`split_window_starts`): training windows inside train rows, evaluation windows by the
+    split of their targets.
     """
     features = list(feature_columns)
     if target_column not in features:
         raise ValueError(f"target column {target_column!r} must be one of {features}")
     order = [id_column, time_column] if time_column in frame.columns else [id_column]
     frame = frame.sort_values(order, kind="stable").reset_index(drop=True)
-    keys = [frame[id_column]] + ([frame[split_column]] if split_column is not None else [])
-    starts = window_starts(run_ids(*keys), spec)
+    if split_column is None:
+        starts, splits = window_starts(run_ids(frame[id_column]), spec), None
+    else:
+        codes = pd.Categorical(frame[split_column], categories=SPLITS).codes
+        if (codes < 0).any():
+            raise ValueError(f"{split_column!r} values must be among {SPLITS}")
+        starts, split_codes = split_window_starts(frame[id_column], codes, spec)
+        splits = np.asarray(SPLITS, dtype=object)[split_codes]
     values = frame[features].to_numpy(dtype=np.float32)
     inputs, targets = gather_windows(values, starts, spec, features.index(target_column))
-    splits = frame[split_column].to_numpy()[starts] if split_column is not None else None
     return Windows(inputs, targets, frame[id_column].to_numpy()[starts], splits, starts)

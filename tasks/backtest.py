@@ -1,9 +1,10 @@
 """Backtest step: a rolling-origin (expanding-window) evaluation over k folds, refit per fold.
 
-Per series with L rows, the test region is the last floor(L * split.test) rows, cut into k
-consecutive blocks. Fold j tests on block j; the rows before it are its train and validation
-rows (chronologically, in the ratio split.train : split.validation) and the rows after it are
-dropped, so no fold sees its own future. Each fold fits its own scaler on its own train rows,
+The test region is every time step from the validation cutoff on (common calendar instants,
+the same for every series), cut into k consecutive blocks. Fold j tests on block j; the
+instants before it are its train and validation instants (in the ratio split.train :
+split.validation) and the rows after it are dropped, so no fold sees its own future, and no
+series' training rows lie inside another series' test block. Each fold fits its own scaler on its own train rows,
 trains a fresh (seeded) model and scores it against the naive and seasonal-naive baselines on
 its test windows, in original units, with MASE scaled on the fold's train rows. The current
 champion is not scored: it was trained on rows that are test rows here, so it would not be fair.
@@ -22,14 +23,30 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lstm_model.metrics import METRIC_COLUMNS, OVERALL, seasonal_naive_scales
-from lstm_model.scaling import SeriesScaler, fit_scaler
-from lstm_model.windowing import WindowSpec
+from lstm_model.forecasters import ScaledModelForecaster
+from lstm_model.metrics import METRIC_COLUMNS, OVERALL
+from lstm_model.scaling import SeriesScaler
+from lstm_model.windowing import SPLITS
 from tasks.config import PipelineConfig, SplitConfig
-from tasks.evaluate import evaluate_windows, predict_windows, test_windows
-from tasks.normalize import SPLITS, check_sorted, feature_columns
-from tasks.runtime import pipeline_task, publish_markdown, publish_table, run_logger, store_for
-from tasks.storage import ArtifactRef, code_version, content_key
+from tasks.evaluate import baselines, evaluate_forecasters, evaluation_data
+from tasks.normalize import (
+    SplitCutoffs,
+    assign_splits,
+    check_sorted,
+    feature_columns,
+    normalize,
+    observed_ds,
+    split_cutoffs,
+)
+from tasks.runtime import (
+    StepResult,
+    pipeline_task,
+    produce_artifact,
+    publish_markdown,
+    publish_table,
+    run_logger,
+)
+from tasks.storage import ArtifactRef, ArtifactStore, code_version, content_key
 from tasks.train import backup_folder, input_features, train_model
 from tasks.window import WindowedData, utc_datetimes, window_index, window_spec
 
@@ -43,86 +60,49 @@ class BacktestError(ValueError):
 
 
 # -- folds ----------------------------------------------------------------------------------
-def _floor(values: np.ndarray) -> np.ndarray:
-    return np.floor(values + _FLOOR_TOLERANCE).astype(np.int64)
+def fold_cutoffs(
+    ds: pd.Series, fold: int, folds: int, split: SplitConfig
+) -> tuple[SplitCutoffs, pd.Timestamp | None]:
+    """The calendar cutoffs of fold `fold` (0-based), and the end of its test block.
 
-
-def fold_sizes(
-    rows: np.ndarray, fold: int, folds: int, split: SplitConfig
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Train, validation and test row counts of fold `fold` (0-based) for series of `rows` rows.
-
-    The test region (the last floor(rows * split.test) rows) is cut into `folds` consecutive
-    blocks at offsets floor(j * n_test / folds); the rows before block `fold` are split into
-    train and validation in the ratio split.train : split.validation, train first. Every
-    non-empty series keeps at least one training row so its scaler can be fitted.
+    The instants from the validation cutoff on (`split_cutoffs` of all the data) are cut into
+    `folds` consecutive blocks; fold j tests on block j and splits the instants before it into
+    train and validation in the ratio split.train : split.validation. The same instants hold
+    for every series; rows at or after the test block's end (None for the last) are dropped.
     """
     if folds < 1:
         raise BacktestError(f"a backtest needs at least 1 fold, got {folds}")
     if not 0 <= fold < folds:
         raise BacktestError(f"fold must be in 0..{folds - 1}, got {fold}")
-    rows = np.asarray(rows, dtype=np.int64)
-    n_test = _floor(rows * split.test)
-    block_begin = n_test * fold // folds
-    block_end = n_test * (fold + 1) // folds
-    before = rows - n_test + block_begin
-    n_train = _floor(before * (split.train / (split.train + split.validation)))
-    n_train = np.where(before > 0, np.clip(n_train, 1, None), 0)
-    return n_train, before - n_train, block_end - block_begin
+    instants = np.unique(utc_datetimes(pd.Series(ds)))
+    test_begin = np.searchsorted(instants, split_cutoffs(ds, split).validation_end.asm8)
+    n_test = instants.size - test_begin
+    if n_test < folds:
+        raise BacktestError(
+            f"the test region has {n_test} time steps, fewer than {folds} folds; use fewer "
+            "folds (evaluation.backtest_folds) or a larger test share"
+        )
+    begin = test_begin + n_test * fold // folds
+    end = test_begin + n_test * (fold + 1) // folds
+    ratio = split.train / (split.train + split.validation)
+    train_end = int(np.clip(np.floor(begin * ratio + _FLOOR_TOLERANCE), 1, begin - 1))
+
+    def instant(i: int) -> pd.Timestamp:
+        return pd.Timestamp(instants[i], tz="UTC")
+
+    cutoffs = SplitCutoffs(train_end=instant(train_end), validation_end=instant(begin))
+    return cutoffs, instant(end) if end < instants.size else None
 
 
 def fold_splits(frame: pd.DataFrame, fold: int, folds: int, split: SplitConfig) -> pd.DataFrame:
     """The rows of fold `fold` of `folds` with a `split` column; rows after its test block go.
 
-    `frame` is a validated frame sorted by (unique_id, ds). Train and validation rows come
-    before the fold's test block in every series; the returned rows keep that order.
+    `frame` is a validated frame sorted by (unique_id, ds).
     """
     check_sorted(frame)
-    grouped = frame.groupby("unique_id", sort=False, observed=True)
-    position = grouped.cumcount().to_numpy()
-    rows = grouped["unique_id"].transform("size").to_numpy()
-    n_train, n_validation, n_test = fold_sizes(rows, fold, folds, split)
-    labels = np.where(
-        position < n_train,
-        SPLITS[0],
-        np.where(position < n_train + n_validation, SPLITS[1], SPLITS[2]),
-    )
-    keep = position < n_train + n_validation + n_test
-    out = frame.loc[keep].reset_index(drop=True)
-    out["split"] = pd.array(labels[keep], dtype="str")
-    return out
-
-
-def series_lengths(frame: pd.DataFrame) -> np.ndarray:
-    """Rows per series (one entry per series)."""
-    return frame.groupby("unique_id", sort=False, observed=True).size().to_numpy()
-
-
-def check_folds(rows: np.ndarray, folds: int, split: SplitConfig, spec: WindowSpec) -> None:
-    """Fail before any training when some fold would have no train, validation or test window.
-
-    A fold fails when no series has look_back + horizon consecutive rows in that split; series
-    shorter than that in one fold are just not scored in it (see the per-series rows).
-    """
-    needed = spec.length
-    for fold in range(folds):
-        n_train, n_validation, n_test = fold_sizes(rows, fold, folds, split)
-        longest_block = int(n_test.max(initial=0))
-        if longest_block < needed:
-            raise BacktestError(
-                f"backtest fold {fold} of {folds}: its test block is {longest_block} rows long "
-                f"(the last {split.test:.0%} of each series cut into {folds} blocks), but one "
-                f"test window needs look_back + horizon = {spec.look_back} + {spec.horizon} = "
-                f"{needed} rows; use fewer folds (evaluation.backtest_folds) or a larger test "
-                "share (lower split.train + split.validation)"
-            )
-        for name, counts in (("train", n_train), ("validation", n_validation)):
-            if int(counts.max(initial=0)) < needed:
-                raise BacktestError(
-                    f"backtest fold {fold} of {folds}: at most {int(counts.max(initial=0))} "
-                    f"{name} rows per series, but one window needs {needed}; use a shorter "
-                    "window, fewer folds or longer series"
-                )
+    cutoffs, test_end = fold_cutoffs(observed_ds(frame), fold, folds, split)
+    kept = frame if test_end is None else frame[frame["ds"] < test_end]
+    return assign_splits(kept.reset_index(drop=True), cutoffs)
 
 
 def require_folds(config: PipelineConfig) -> int:
@@ -137,28 +117,48 @@ def require_folds(config: PipelineConfig) -> int:
 
 
 # -- one fold -------------------------------------------------------------------------------
-def scale_fold(labelled: pd.DataFrame, config: PipelineConfig) -> tuple[np.ndarray, SeriesScaler]:
-    """Float32 scaled features of a fold, with the scaler fitted on that fold's train rows only."""
-    features = feature_columns(config)
-    scaler = fit_scaler(labelled[labelled["split"] == "train"], features, config.scaling.method)
-    scaled = scaler.transform(labelled[["unique_id", *features]])
-    return np.ascontiguousarray(scaled[features].to_numpy(dtype=np.float32)), scaler
+@dataclass(frozen=True, eq=False)
+class Fold:
+    """One fold's rows: validated values, their normalized twin and its window index."""
+
+    frame: pd.DataFrame  # validated rows kept for this fold
+    normalized: pd.DataFrame
+    scaler: SeriesScaler
+    windows: pd.DataFrame  # window index (start, split, unique_id)
 
 
-def fold_windows(labelled: pd.DataFrame, fold: int, config: PipelineConfig) -> WindowedData:
+def prepare_fold(frame: pd.DataFrame, fold: int, config: PipelineConfig) -> Fold:
+    """Split, scale (on this fold's train rows only) and index the windows of one fold."""
+    folds = require_folds(config)
+    cutoffs, test_end = fold_cutoffs(observed_ds(frame), fold, folds, config.split)
+    kept = (frame if test_end is None else frame[frame["ds"] < test_end]).reset_index(drop=True)
+    normalized, scaler = normalize(kept, config, cutoffs)
+    index = window_index(normalized, window_spec(config))
+    counts = index["split"].value_counts()
+    for name in SPLITS:
+        if int(counts.get(name, 0)) == 0:
+            spec = window_spec(config)
+            raise BacktestError(
+                f"backtest fold {fold} of {folds} has no {name} window (cutoffs "
+                f"{cutoffs.train_end.date()} / {cutoffs.validation_end.date()}, look_back "
+                f"{spec.look_back} + horizon {spec.horizon}); use fewer folds "
+                "(evaluation.backtest_folds), a shorter window or longer series"
+            )
+    return Fold(kept, normalized, scaler, index)
+
+
+def fold_windows(fold: Fold, config: PipelineConfig) -> WindowedData:
     """What training reads for one fold: scaled rows and the windows of each split."""
-    values, scaler = scale_fold(labelled, config)
-    spec = window_spec(config)
-    index = window_index(labelled, spec)
-    by_split = {name: index[index["split"] == name] for name in SPLITS}
+    features = feature_columns(config)
+    by_split = {name: fold.windows[fold.windows["split"] == name] for name in SPLITS}
     return WindowedData(
-        values=values,
+        values=np.ascontiguousarray(fold.normalized[features].to_numpy(dtype=np.float32)),
         starts={name: part["start"].to_numpy(dtype=np.int64) for name, part in by_split.items()},
         unique_ids={name: part["unique_id"].to_numpy() for name, part in by_split.items()},
-        spec=spec,
-        features=feature_columns(config),
-        scaler=scaler,
-        ds=utc_datetimes(labelled["ds"]),
+        spec=window_spec(config),
+        features=features,
+        scaler=fold.scaler,
+        ds=utc_datetimes(fold.normalized["ds"]),
     )
 
 
@@ -167,7 +167,7 @@ class FoldResult:
     """One fold's metrics (tidy, with fold and cutoff) and what it was trained and scored on."""
 
     fold: int
-    cutoff: pd.Timestamp  # first test timestamp of the fold, over all series
+    cutoff: pd.Timestamp  # the fold's test cutoff, the same instant for every series
     metrics: pd.DataFrame  # BACKTEST_COLUMNS
     windows: dict[str, int]  # split -> windows
     series_scored: int
@@ -192,23 +192,18 @@ def backtest_fold(
     frame: pd.DataFrame, fold: int, config: PipelineConfig, backup_dir: str | None = None
 ) -> FoldResult:
     """Refit on the rows before fold `fold`'s test block and score model and baselines on it."""
-    folds = require_folds(config)
-    labelled = fold_splits(frame, fold, folds, config.split)
-    data = fold_windows(labelled, fold, config)
+    prepared = prepare_fold(frame, fold, config)
+    data = fold_windows(prepared, config)
     model, history = train_model(data, config, backup_dir)
-
-    starts = data.starts["test"]
-    row_ids = labelled["unique_id"].to_numpy()
-    test = test_windows(data.values, row_ids, starts, data.spec, data.scaler)
-    input_columns = [data.features.index(name) for name in input_features(config, data.features)]
-    lstm = data.scaler.inverse_target(
-        predict_windows(model, data.values, starts, data.spec, input_columns), test.unique_ids
+    spec, season = data.spec, config.evaluation.season_length
+    test = evaluation_data(
+        prepared.frame, prepared.normalized, data.starts["test"], spec.look_back, season
     )
-    season = config.evaluation.season_length
-    # MASE's scale from this fold's train rows, in original units (the validated values).
-    scales = seasonal_naive_scales(labelled[labelled["split"] == "train"], season)
-    metrics, _ = evaluate_windows(test, lstm, scales, season)
-    cutoff = labelled.loc[labelled["split"] == "test", "ds"].min()
+    challenger = ScaledModelForecaster(
+        model, data.scaler, input_features(config, data.features), spec.look_back, spec.horizon
+    )
+    metrics, _, _ = evaluate_forecasters(test, challenger, baselines(spec.horizon, season))
+    cutoff = prepared.normalized.loc[prepared.normalized["split"] == "test", "ds"].min()
     metrics.insert(0, "cutoff", cutoff)
     metrics.insert(0, "fold", fold)
     return FoldResult(
@@ -227,14 +222,15 @@ def run_backtest(
     backup_root: str | None = None,
     on_fold: Callable[[FoldResult], None] | None = None,
 ) -> list[FoldResult]:
-    """Every fold in time order; all folds are checked for enough rows before any training.
+    """Every fold in time order; all folds are checked for windows before any training.
 
     `backup_root`: a local folder for resumable training backups (one subfolder per fold).
     `on_fold` is called after each fold (the task logs there).
     """
     folds = require_folds(config)
     check_sorted(frame)
-    check_folds(series_lengths(frame), folds, config.split, window_spec(config))
+    for fold in range(folds):
+        prepare_fold(frame, fold, config)  # fails fast, before hours of training
     results = []
     for fold in range(folds):
         backup = str(Path(backup_root) / f"fold-{fold}") if backup_root else None
@@ -314,53 +310,46 @@ def backtest_key(config: PipelineConfig, validated: ArtifactRef) -> str:
 @pipeline_task("backtest")
 def backtest_task(config: PipelineConfig, validated: ArtifactRef) -> ArtifactRef:
     """Run every fold on the validated series; one artifact with all folds' metrics."""
-    logger = run_logger()
     folds = require_folds(config)
-    store = store_for(config)
     key = backtest_key(config, validated)
-    if (done := store.find("backtest", key)) is not None:
-        logger.info("Backtest already exists for these inputs and settings: %s", done.uri)
-        return done
-    frame, _ = store.read_table(validated)
 
-    def on_fold(result: FoldResult) -> None:
-        mase = ", ".join(f"{model} {value:.4f}" for model, value in result.overall_mase().items())
-        logger.info(
-            "fold %d (of %d), cutoff %s: MASE %s (%d test windows of %d series; %d train "
-            "windows, %d epochs)",
-            result.fold,
-            folds,
-            result.cutoff.isoformat(),
-            mase,
-            result.windows["test"],
-            result.series_scored,
-            result.windows["train"],
-            result.epochs,
+    def compute(store: ArtifactStore) -> StepResult:
+        logger = run_logger()
+        frame, _ = store.read_table(validated)
+
+        def on_fold(result: FoldResult) -> None:
+            mase = ", ".join(
+                f"{model} {value:.4f}" for model, value in result.overall_mase().items()
+            )
+            logger.info(
+                "fold %d (of %d), cutoff %s: MASE %s (%d test windows of %d series; %d train "
+                "windows, %d epochs)",
+                result.fold,
+                folds,
+                result.cutoff.isoformat(),
+                mase,
+                result.windows["test"],
+                result.series_scored,
+                result.windows["train"],
+                result.epochs,
+            )
+
+        backup_root = backup_folder(store, key)
+        results = run_backtest(frame, config, backup_root, on_fold)
+        with contextlib.suppress(OSError):  # each fold removed its backups; drop the parent
+            Path(backup_root).rmdir()
+        metrics = backtest_table(results)
+        overview = fold_overview(metrics).assign(cutoff=lambda t: t["cutoff"].astype(str))
+        publish_table(
+            f"backtest-{config.name}",
+            overview.round(4).to_dict("records"),
+            f"Backtest: overall metrics per fold ({folds} folds, expanding window, refit per fold)",
         )
-
-    backup_root = backup_folder(store, key)
-    results = run_backtest(frame, config, backup_root, on_fold)
-    with contextlib.suppress(OSError):  # each fold removed its own backups; drop the empty parent
-        Path(backup_root).rmdir()
-    metrics = backtest_table(results)
-    summary = backtest_summary(metrics)
-    ref = store.write_table(
-        "backtest",
-        key,
-        metrics,
-        config_hash=config.digest(),
-        inputs=[validated],
-        extra={
+        publish_markdown(f"backtest-summary-{config.name}", backtest_markdown(metrics), "Backtest")
+        return metrics, {
             "folds": folds,
             "fold_info": [result.info() for result in results],
-            "summary": summary.to_dict("records"),
-        },
-    )
-    overview = fold_overview(metrics).assign(cutoff=lambda t: t["cutoff"].astype(str))
-    publish_table(
-        f"backtest-{config.name}",
-        overview.round(4).to_dict("records"),
-        f"Backtest: overall metrics per fold ({folds} folds, expanding window, refit per fold)",
-    )
-    publish_markdown(f"backtest-summary-{config.name}", backtest_markdown(metrics), "Backtest")
-    return ref
+            "summary": backtest_summary(metrics).to_dict("records"),
+        }
+
+    return produce_artifact(config, "backtest", key, [validated], compute)

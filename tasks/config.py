@@ -63,6 +63,17 @@ class ValidationConfig(_Section):
     y_max: float | None = None
     id_pattern: str = Field(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$", description="Safe series ids.")
     max_series: int = Field(100_000, ge=1)
+    max_staleness: int = Field(
+        3,
+        ge=0,
+        description="Forecasting: a series missing more than this many latest steps is set aside.",
+    )
+    max_set_aside_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Forecasting: the night fails when more than this share of series is set aside.",
+    )
     max_failed_rows_shown: int = Field(5, ge=1, le=100)
     extra_expectations: list[dict[str, Any]] = Field(
         default_factory=list,
@@ -107,6 +118,11 @@ class ModelConfig(_Section):
     loss: Literal["mse", "mae", "huber"] = "mse"
     optimizer: Literal["adam", "rmsprop"] = "adam"
     learning_rate: float = Field(3e-3, gt=0)
+    reference: Literal["none", "seasonal_naive"] = Field(
+        "none",
+        description="seasonal_naive: the model learns a correction to the seasonal-naive "
+        "forecast (period evaluation.season_length), so untrained it is seasonal naive.",
+    )
 
 
 class TrainingConfig(_Section):
@@ -121,11 +137,26 @@ class TrainingConfig(_Section):
 
 class EvaluationConfig(_Section):
     season_length: int = Field(7, ge=1, description="Seasonal-naive period in steps.")
-    plot_series: int = Field(4, ge=0)
+    plot_series: int = Field(4, ge=0, description="Series in the evaluation plot; 0: no plot.")
     backtest_folds: int = Field(0, ge=0, description="Rolling-origin folds; 0 disables.")
     gate_must_beat: Literal["seasonal_naive", "naive", "none"] = "seasonal_naive"
     gate_max_regression: float = Field(
         0.0, ge=0, description="Allowed relative MASE loss against the current champion."
+    )
+    gate_on_incomparable: Literal["refuse", "baseline_only"] = Field(
+        "refuse",
+        description="When the champion cannot be scored on the test windows (another horizon, "
+        "no series in common): refuse keeps it; baseline_only decides on the baseline alone.",
+    )
+
+
+class ForecastConfig(_Section):
+    """The nightly forecast."""
+
+    fallback: bool = Field(
+        True,
+        description="Until a model has passed the gate, publish a seasonal-naive forecast "
+        "(labelled as such) instead of failing the night.",
     )
 
 
@@ -160,6 +191,7 @@ class PipelineConfig(_Section):
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    forecast: ForecastConfig = ForecastConfig()
     storage: StorageConfig = StorageConfig()
     schedule: ScheduleConfig = ScheduleConfig()
 
@@ -171,6 +203,17 @@ class PipelineConfig(_Section):
             pd.tseries.frequencies.to_offset(self.frequency)
         except ValueError as err:
             raise ValueError(f"frequency {self.frequency!r} is not a pandas offset alias") from err
+        return self
+
+    @model_validator(mode="after")
+    def _season_fits_the_window(self) -> PipelineConfig:
+        # The seasonal-naive baseline (and fallback) repeats the last season of the inputs.
+        if self.evaluation.season_length > self.window.look_back:
+            raise ValueError(
+                f"evaluation.season_length ({self.evaluation.season_length}) must not exceed "
+                f"window.look_back ({self.window.look_back}): seasonal naive needs one season "
+                "of history"
+            )
         return self
 
     def digest(self, *sections: str) -> str:

@@ -1,9 +1,12 @@
-"""Evaluate step: the trained model against baselines (and the champion) on the test windows.
+"""Evaluate step: the trained model against baselines and the champion on the test windows.
 
-Everything is scored in original units: the scaled predictions are inverse-transformed with the
-scaler of the model that made them. MASE is scaled, per series, by the in-sample seasonal-naive
-error on that series' training rows. The current champion, when its window shape and features
-match, is scored on the very same test windows, so the registry's gate compares like with like.
+Every model is a `Forecaster` (lstm_model.forecasters) and is scored in original units on the
+same test windows: their targets lie after the validation cutoff, their inputs come from the
+rows before. MASE is scaled, per series, by the in-sample seasonal-naive error on that series'
+training rows. The current champion is scored on the test windows it can forecast (a series it
+never saw, or a window shape it cannot take, leaves windows out, never crashes); the challenger
+is scored on exactly those windows too, so the gate compares like with like. When the champion
+can forecast none of them, the comparison says so and the gate applies its policy.
 """
 
 from __future__ import annotations
@@ -13,98 +16,191 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from prefect.cache_policies import CacheKeyFnPolicy
+from pydantic import BaseModel
 
-from lstm_model.baselines import naive_forecast, seasonal_naive_forecast
-from lstm_model.metrics import metrics_table, seasonal_naive_scales
-from lstm_model.scaling import SeriesScaler
-from lstm_model.windowing import WindowSpec, gather_windows
+from lstm_model.forecasters import (
+    Forecaster,
+    Naive,
+    ScaledModelForecaster,
+    SeasonalNaive,
+    actuals,
+    input_rows,
+)
+from lstm_model.metrics import OVERALL, metrics_table, seasonal_naive_scales
 from tasks.config import PipelineConfig
 from tasks.normalize import load_normalized
-from tasks.registry import OVERALL, ModelRegistry, ModelVersion, model_from_bytes
-from tasks.runtime import pipeline_task, publish_markdown, publish_table, run_logger, store_for
+from tasks.registry import ModelRegistry, model_from_bytes
+from tasks.runtime import (
+    ARTIFACT_CACHE,
+    StepResult,
+    pipeline_task,
+    produce_artifact,
+    publish_markdown,
+    publish_table,
+    run_logger,
+    store_for,
+)
 from tasks.storage import ArtifactRef, ArtifactStore, code_version, content_key
 
-
-@dataclass(frozen=True)
-class TestWindows:
-    """The test split's windows in original units, with what each model needs to predict them."""
-
-    unique_ids: np.ndarray  # (n,) series of each window
-    starts: np.ndarray  # (n,) first row of each window in the normalized frame
-    history: np.ndarray  # (n, look_back) target inputs, original units
-    actual: np.ndarray  # (n, horizon) targets, original units
+CHAMPION = "champion"
+CHALLENGER_ON_CHAMPION_WINDOWS = "challenger_on_champion_windows"
+"""The challenger's scores on exactly the windows the champion could forecast."""
 
 
-def test_windows(
-    values: np.ndarray,
-    unique_ids: np.ndarray,
-    starts: np.ndarray,
-    spec: WindowSpec,
-    scaler: SeriesScaler,
-) -> TestWindows:
-    """Gather the test windows and bring their target back to original units."""
-    inputs, targets = gather_windows(values, starts, spec)
-    window_ids = unique_ids[starts]
-    return TestWindows(
-        unique_ids=window_ids,
-        starts=starts,
-        history=scaler.inverse_target(inputs[:, :, 0], window_ids),
-        actual=scaler.inverse_target(targets, window_ids),
+class ChampionComparison(BaseModel):
+    """Whether and how the champion was scored beside the challenger (kept with the metrics)."""
+
+    version: str | None
+    comparable: bool
+    windows: int = 0
+    total_windows: int = 0
+    note: str
+
+
+@dataclass(frozen=True, eq=False)
+class EvaluationData:
+    """The validated rows in original units and the test windows' origins within them."""
+
+    frame: pd.DataFrame  # unique_id, ds, y, covariates, split; sorted by (unique_id, ds)
+    ends: np.ndarray  # (n,) row one past each test window's last input row
+    scales: pd.Series  # MASE denominator per series, from training rows
+    look_back: int  # the challenger's input rows per window (for plots)
+
+    @property
+    def unique_ids(self) -> np.ndarray:
+        return self.frame["unique_id"].to_numpy()[self.ends - 1].astype(str)
+
+
+def evaluation_data(
+    validated: pd.DataFrame,
+    normalized: pd.DataFrame,
+    test_starts: np.ndarray,
+    look_back: int,
+    season: int,
+) -> EvaluationData:
+    """Original-unit rows for scoring: the validated rows of the series normalize kept.
+
+    Actuals come from the validated values, not from un-scaling float32 rows.
+    """
+    kept = validated[validated["unique_id"].isin(normalized["unique_id"].unique())]
+    kept = kept.reset_index(drop=True)
+    if len(kept) != len(normalized) or not kept["ds"].equals(normalized["ds"]):
+        raise ValueError("normalized rows do not line up with the validated rows they came from")
+    frame = kept.assign(split=normalized["split"].to_numpy())
+    train = frame[frame["split"] == "train"]
+    return EvaluationData(
+        frame=frame,
+        ends=np.asarray(test_starts, dtype=np.int64) + look_back,
+        scales=seasonal_naive_scales(train, season),
+        look_back=look_back,
     )
 
 
-def predict_windows(
-    model: object,
-    values: np.ndarray,
-    starts: np.ndarray,
-    spec: WindowSpec,
-    input_columns: list[int],
-    batch_size: int = 2048,
-) -> np.ndarray:
-    """Scaled (n, horizon) predictions, gathered batch by batch to bound memory."""
-    outputs = []
-    for begin in range(0, len(starts), batch_size):
-        inputs, _ = gather_windows(values, starts[begin : begin + batch_size], spec)
-        outputs.append(np.asarray(model.predict(inputs[:, :, input_columns], verbose=0)))
-    if not outputs:
-        return np.empty((0, spec.horizon))
-    return np.concatenate(outputs)
+def champion_comparison(
+    data: EvaluationData,
+    challenger_forecast: np.ndarray,
+    champion: Forecaster | None,
+    version: str | None,
+    horizon: int,
+) -> tuple[pd.DataFrame | None, ChampionComparison]:
+    """Champion and challenger scored on the windows the champion can forecast."""
+    total = len(data.ends)
+    if champion is None:
+        return None, ChampionComparison(
+            version=None, comparable=False, total_windows=total, note="no champion yet"
+        )
+    if champion.horizon != horizon:
+        return None, ChampionComparison(
+            version=version,
+            comparable=False,
+            total_windows=total,
+            note=f"champion forecasts {champion.horizon} steps, the challenger {horizon}",
+        )
+    usable = champion.supports(data.frame, data.ends)
+    if not usable.any():
+        return None, ChampionComparison(
+            version=version,
+            comparable=False,
+            total_windows=total,
+            note="champion cannot forecast any test window (unknown series, features or "
+            "too little history for its look_back)",
+        )
+    ends = data.ends[usable]
+    metrics = metrics_table(
+        actuals(data.frame, ends, horizon),
+        {
+            CHAMPION: champion.predict(data.frame, ends),
+            CHALLENGER_ON_CHAMPION_WINDOWS: challenger_forecast[usable],
+        },
+        data.unique_ids[usable],
+        data.scales,
+    )
+    note = f"scored on {int(usable.sum())} of {total} test windows"
+    if not usable.all():
+        left = sorted(set(data.unique_ids[~usable]) - set(data.unique_ids[usable]))
+        note += f"; series it cannot forecast: {left[:5]}" if left else ""
+    comparison = ChampionComparison(
+        version=version,
+        comparable=True,
+        windows=int(usable.sum()),
+        total_windows=total,
+        note=note,
+    )
+    return metrics, comparison
 
 
-def champion_forecast(
-    champion: ModelVersion, original: pd.DataFrame, test: TestWindows, spec: WindowSpec
-) -> tuple[np.ndarray | None, str]:
-    """The champion's forecasts for the same test windows, or None and the reason it can't."""
-    meta = champion.metadata
-    if (int(meta["look_back"]), int(meta["horizon"])) != (spec.look_back, spec.horizon):
-        return None, "champion uses another window shape"
-    missing = sorted(set(np.unique(test.unique_ids)) - set(champion.scaler.series))
-    if missing:
-        return None, f"champion was not trained on series {missing[:5]}"
-    features = list(meta["features"])
-    if not set(features) <= set(original.columns):
-        return None, "champion uses features this data does not have"
-    values = champion.scaler.transform(original)[features].to_numpy(dtype=np.float32)
-    input_columns = [features.index(name) for name in meta["input_features"]]
-    scaled = predict_windows(champion.load_model(), values, test.starts, spec, input_columns)
-    return champion.scaler.inverse_target(scaled, test.unique_ids), "scored on the same windows"
+def evaluate_forecasters(
+    data: EvaluationData,
+    challenger: Forecaster,
+    baselines: list[Forecaster],
+    champion: Forecaster | None = None,
+    champion_version: str | None = None,
+) -> tuple[pd.DataFrame, dict[str, np.ndarray], ChampionComparison]:
+    """Metrics of challenger and baselines on every test window, plus the champion comparison."""
+    horizon = challenger.horizon
+    forecasts: dict[str, np.ndarray] = {}
+    for forecaster in [challenger, *baselines]:
+        if not forecaster.supports(data.frame, data.ends).all():
+            raise ValueError(
+                f"{forecaster.name} needs {forecaster.look_back} rows of history, more than "
+                "some test windows have (is evaluation.season_length above window.look_back?)"
+            )
+        forecasts[forecaster.name] = forecaster.predict(data.frame, data.ends)
+    metrics = metrics_table(
+        actuals(data.frame, data.ends, horizon), forecasts, data.unique_ids, data.scales
+    )
+    champion_metrics, comparison = champion_comparison(
+        data, forecasts[challenger.name], champion, champion_version, horizon
+    )
+    if champion_metrics is not None:
+        metrics = pd.concat([metrics, champion_metrics], ignore_index=True)
+    return metrics, forecasts, comparison
 
 
-def plot_forecasts(test: TestWindows, forecasts: dict[str, np.ndarray], n_series: int) -> bytes:
+def baselines(horizon: int, season: int) -> list[Forecaster]:
+    return [Naive(horizon), SeasonalNaive(horizon, season)]
+
+
+def plot_forecasts(
+    data: EvaluationData, forecasts: dict[str, np.ndarray], look_back: int, n_series: int
+) -> bytes:
     """PNG of the last test window of a few series: history, actuals and each forecast."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers and workers
     import matplotlib.pyplot as plt
 
-    series = list(dict.fromkeys(test.unique_ids.tolist()))[:n_series]
+    y = data.frame["y"].to_numpy(dtype=np.float64)
+    horizon = next(iter(forecasts.values())).shape[1]
+    history, actual = y[input_rows(data.ends, look_back)], actuals(data.frame, data.ends, horizon)
+    series = list(dict.fromkeys(data.unique_ids.tolist()))[:n_series]
     fig, axes = plt.subplots(len(series), 1, figsize=(10, 2.6 * len(series)), squeeze=False)
     for axis, series_id in zip(axes[:, 0], series, strict=True):
-        last = np.flatnonzero(test.unique_ids == series_id)[-1]
-        look_back, horizon = test.history.shape[1], test.actual.shape[1]
+        last = np.flatnonzero(data.unique_ids == series_id)[-1]
         past, future = np.arange(-look_back, 0), np.arange(horizon)
-        axis.plot(past, test.history[last], color="0.5", label="history")
-        axis.plot(future, test.actual[last], color="black", lw=2, label="actual")
+        axis.plot(past, history[last], color="0.5", label="history")
+        axis.plot(future, actual[last], color="black", lw=2, label="actual")
         for name, values in forecasts.items():
             axis.plot(future, values[last], lw=1.5, label=name)
         axis.set_title(f"{series_id}: last test window")
@@ -118,27 +214,7 @@ def plot_forecasts(test: TestWindows, forecasts: dict[str, np.ndarray], n_series
     return buffer.getvalue()
 
 
-def evaluate_windows(
-    test: TestWindows,
-    lstm: np.ndarray,
-    scales: pd.Series,
-    season: int,
-    champion: np.ndarray | None = None,
-) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """Metrics for the LSTM, both baselines and maybe the champion, per series and overall."""
-    horizon = test.actual.shape[1]
-    forecasts = {
-        "lstm": lstm,
-        "naive": naive_forecast(test.history, horizon),
-        "seasonal_naive": seasonal_naive_forecast(test.history, horizon, season),
-    }
-    if champion is not None:
-        forecasts["champion"] = champion
-    table = metrics_table(test.actual, forecasts, test.unique_ids, scales)
-    return table, forecasts
-
-
-def metrics_markdown(metrics: pd.DataFrame, plot_uri: str) -> str:
+def metrics_markdown(metrics: pd.DataFrame, plot_uri: str | None) -> str:
     overall = metrics[metrics["unique_id"] == OVERALL].set_index("model")
     lines = [
         "# Test-split metrics (original units)",
@@ -150,13 +226,22 @@ def metrics_markdown(metrics: pd.DataFrame, plot_uri: str) -> str:
         lines.append(
             f"| {model} | {row.mae:.4f} | {row.rmse:.4f} | {row.smape:.4f} | {row.mase:.4f} |"
         )
-    lines += ["", f"Plot of actuals against forecasts: `{plot_uri}`"]
+    if plot_uri:
+        lines += ["", f"Plot of actuals against forecasts: `{plot_uri}`"]
     return "\n".join(lines)
 
 
-def evaluate_key(config: PipelineConfig, windows: ArtifactRef, trained: ArtifactRef) -> str:
+def evaluate_key(
+    config: PipelineConfig, windows: ArtifactRef, trained: ArtifactRef, champion: str | None
+) -> str:
+    """Content key: a new champion means a new comparison, never a stale one."""
     return content_key(
-        "evaluate", config.digest("evaluation"), windows.sha256, trained.sha256, code_version()
+        "evaluate",
+        config.digest("evaluation"),
+        windows.sha256,
+        trained.sha256,
+        champion,
+        code_version(),
     )
 
 
@@ -166,67 +251,87 @@ def load_trained_model(store: ArtifactStore, trained: ArtifactRef) -> tuple[obje
     return model_from_bytes(store.read_verified(ArtifactRef(**meta["model"]))), meta
 
 
-def normalized_ref(store: ArtifactStore, windows: ArtifactRef) -> ArtifactRef:
-    """The normalized artifact a window index was built over (its first input)."""
-    _, meta = store.read_table(windows)
-    return ArtifactRef(**meta["inputs"][0])
+def load_evaluation(
+    store: ArtifactStore, windows: ArtifactRef, trained: ArtifactRef, season: int
+) -> tuple[EvaluationData, ScaledModelForecaster]:
+    """The test windows in original units and the trained model as a forecaster."""
+    index, window_meta = store.read_table(windows)
+    normalized_ref = ArtifactRef(**window_meta["inputs"][0])
+    normalized, scaler, _ = load_normalized(store, normalized_ref)
+    _, normalized_meta = store.read_table(normalized_ref)
+    validated, _ = store.read_table(ArtifactRef(**normalized_meta["inputs"][0]))
+    look_back, horizon = int(window_meta["look_back"]), int(window_meta["horizon"])
+    starts = index.loc[index["split"] == "test", "start"].to_numpy(dtype=np.int64)
+    data = evaluation_data(validated, normalized, starts, look_back, season)
+    model, train_meta = load_trained_model(store, trained)
+    challenger = ScaledModelForecaster(
+        model, scaler, list(train_meta["input_features"]), look_back, horizon
+    )
+    return data, challenger
 
 
-@pipeline_task("evaluate")
+def _champion_state(context: object, parameters: dict) -> str | None:
+    """Prefect cache key part: the champion the evaluation compares against."""
+    config = parameters.get("config")
+    if not isinstance(config, PipelineConfig):
+        return None
+    return str(ModelRegistry(store_for(config), config.name).champion_version())
+
+
+def evaluate_models(
+    store: ArtifactStore,
+    config: PipelineConfig,
+    windows: ArtifactRef,
+    trained: ArtifactRef,
+    champion_version: str | None,
+) -> tuple[pd.DataFrame, dict[str, np.ndarray], ChampionComparison, EvaluationData]:
+    """Load what the evaluation needs and score challenger, baselines and champion."""
+    season = config.evaluation.season_length
+    data, challenger = load_evaluation(store, windows, trained, season)
+    registry = ModelRegistry(store, config.name)
+    champion = registry.forecaster(champion_version) if champion_version else None
+    metrics, forecasts, comparison = evaluate_forecasters(
+        data, challenger, baselines(challenger.horizon, season), champion, champion_version
+    )
+    return metrics, forecasts, comparison, data
+
+
+@pipeline_task(
+    "evaluate", cache_policy=ARTIFACT_CACHE + CacheKeyFnPolicy(cache_key_fn=_champion_state)
+)
 def evaluate_task(
     config: PipelineConfig, windows: ArtifactRef, trained: ArtifactRef
 ) -> ArtifactRef:
     """Score model, baselines and champion on the test windows; publish table and plot."""
-    logger = run_logger()
-    store = store_for(config)
-    key = evaluate_key(config, windows, trained)
-    if (done := store.find("evaluate", key)) is not None:
-        logger.info("Already evaluated: %s", done.uri)
-        return done
-    normalized, scaler, features = load_normalized(store, normalized_ref(store, windows))
-    index, window_meta = store.read_table(windows)
-    spec = WindowSpec(window_meta["look_back"], window_meta["horizon"], window_meta["stride"])
-    values = normalized[features].to_numpy(dtype=np.float32)
-    starts = index.loc[index["split"] == "test", "start"].to_numpy(dtype=np.int64)
-    test = test_windows(values, normalized["unique_id"].to_numpy(), starts, spec, scaler)
+    champion_version = ModelRegistry(store_for(config), config.name).champion_version()
+    key = evaluate_key(config, windows, trained, champion_version)
 
-    model, train_meta = load_trained_model(store, trained)
-    input_columns = [features.index(name) for name in train_meta["input_features"]]
-    lstm = scaler.inverse_target(
-        predict_windows(model, values, starts, spec, input_columns), test.unique_ids
-    )
-    original = scaler.inverse_transform(normalized)
-    season = config.evaluation.season_length
-    champion, champion_note = None, "no champion yet"
-    registry = ModelRegistry(store, config.name)
-    if (version := registry.champion_version()) is not None:
-        champion, champion_note = champion_forecast(registry.load(version), original, test, spec)
-        champion_note = f"champion {version}: {champion_note}"
-    metrics, forecasts = evaluate_windows(
-        test,
-        lstm,
-        seasonal_naive_scales(original[original["split"] == "train"], season),
-        season,
-        champion,
-    )
-    plot_uri = store.uri("reports", "evaluate", f"{key}.png")
-    store.write_bytes(plot_uri, plot_forecasts(test, forecasts, config.evaluation.plot_series))
-    ref = store.write_table(
-        "evaluate",
-        key,
-        metrics,
-        config_hash=config.digest(),
-        inputs=[windows, trained],
-        extra={"plot": plot_uri, "champion": champion_note, "test_windows": len(starts)},
-    )
-    overall = metrics[metrics["unique_id"] == OVERALL]
-    publish_table(
-        f"metrics-{config.name}",
-        overall.drop(columns="unique_id").round(4).to_dict("records"),
-        f"Test metrics, model against baselines ({len(starts)} windows); {champion_note}",
-    )
-    publish_markdown(
-        f"evaluation-{config.name}", metrics_markdown(metrics, plot_uri), "Evaluation report"
-    )
-    logger.info("Test metrics (overall):\n%s", overall.to_string(index=False))
-    return ref
+    def compute(store: ArtifactStore) -> StepResult:
+        metrics, forecasts, comparison, data = evaluate_models(
+            store, config, windows, trained, champion_version
+        )
+        plot_uri = None
+        if config.evaluation.plot_series > 0 and len(data.ends):
+            plot_uri = store.uri("reports", "evaluate", f"{key}.png")
+            png = plot_forecasts(data, forecasts, data.look_back, config.evaluation.plot_series)
+            store.write_bytes(plot_uri, png)
+        champion_note = f"champion {comparison.version}: {comparison.note}"
+        overall = metrics[metrics["unique_id"] == OVERALL]
+        publish_table(
+            f"metrics-{config.name}",
+            overall.drop(columns="unique_id").round(4).to_dict("records"),
+            f"Test metrics, model against baselines ({len(data.ends)} windows); {champion_note}",
+        )
+        publish_markdown(
+            f"evaluation-{config.name}", metrics_markdown(metrics, plot_uri), "Evaluation report"
+        )
+        run_logger().info(
+            "Test metrics (overall):\n%s\n%s", overall.to_string(index=False), champion_note
+        )
+        return metrics, {
+            "champion": comparison.model_dump(),
+            "test_windows": len(data.ends),
+            "plot": plot_uri,
+        }
+
+    return produce_artifact(config, "evaluate", key, [windows, trained], compute)

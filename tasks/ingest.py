@@ -24,7 +24,7 @@ from fsspec.spec import AbstractFileSystem
 from prefect.cache_policies import CacheKeyFnPolicy
 
 from tasks.config import PipelineConfig, SourceConfig
-from tasks.runtime import ARTIFACT_CACHE, pipeline_task, run_logger, store_for
+from tasks.runtime import artifact_cache_ignoring, pipeline_task, run_logger, store_for
 from tasks.storage import ArtifactRef, code_version, content_key
 
 SUFFIXES = {"parquet": (".parquet", ".pq", ".parq"), "csv": (".csv", ".csv.gz")}
@@ -448,12 +448,11 @@ def read_source(source: SourceConfig) -> pd.DataFrame:
     return frame
 
 
-def ingest_key(config: PipelineConfig, fingerprint: list[dict[str, Any]], run_date: str) -> str:
-    """Content key over source settings, the files' fingerprint and the run date, so data that
-    arrived overnight is never a cache hit."""
-    return content_key(
-        "ingest", config.digest("source", "frequency"), fingerprint, run_date, code_version()
-    )
+def ingest_key(config: PipelineConfig, fingerprint: list[dict[str, Any]]) -> str:
+    """Content key over source settings and the files' fingerprint: data that arrived overnight
+    is never a cache hit, and an unchanged source is not copied again for another run date
+    (the run date is an as-of cut applied by validation, not part of what was read)."""
+    return content_key("ingest", config.digest("source", "frequency"), fingerprint, code_version())
 
 
 # -- Prefect task ----------------------------------------------------------------------------
@@ -462,13 +461,16 @@ def _source_state(context: Any, parameters: dict[str, Any]) -> str:
     return content_key(source_fingerprint(parameters["config"].source))
 
 
-@pipeline_task("ingest", cache_policy=ARTIFACT_CACHE + CacheKeyFnPolicy(cache_key_fn=_source_state))
+@pipeline_task(
+    "ingest",
+    cache_policy=artifact_cache_ignoring("run_date") + CacheKeyFnPolicy(cache_key_fn=_source_state),
+)
 def ingest_task(config: PipelineConfig, run_date: str) -> ArtifactRef:
-    """Read the source into the long contract once per source state and run date."""
+    """Read the source into the long contract once per source state (any run date reuses it)."""
     store = store_for(config)
     log = run_logger()
     fingerprint = source_fingerprint(config.source)
-    key = ingest_key(config, fingerprint, run_date)
+    key = ingest_key(config, fingerprint)
     existing = store.find("ingest", key)
     if existing is not None:
         log.info("ingest: source unchanged for run %s, reusing %s", run_date, existing.uri)
@@ -480,10 +482,11 @@ def ingest_task(config: PipelineConfig, run_date: str) -> ArtifactRef:
         key,
         frame,
         config_hash=config.digest(),
-        extra={"source_files": fingerprint, "run_date": run_date, "series": series},
+        extra={"source_files": fingerprint, "series": series},
     )
     log.info(
-        "ingest: %d rows, %d series from %d file(s) -> %s",
+        "ingest for run %s: %d rows, %d series from %d file(s) -> %s",
+        run_date,
         len(frame),
         series,
         len(fingerprint),

@@ -1,4 +1,4 @@
-"""Normalize step: split each series chronologically, fit the scaler on train rows, scale.
+"""Normalize step: split at common calendar cutoffs, fit the scaler on train rows, scale.
 
 Writes one artifact: the validated rows in the same (unique_id, ds) order with a `split` column
 and the features as float32. The fitted scaler travels in the artifact's metadata, so whoever
@@ -14,12 +14,14 @@ import numpy as np
 import pandas as pd
 
 from lstm_model.scaling import SeriesScaler, fit_scaler
+from lstm_model.windowing import SPLITS
 from tasks.config import PipelineConfig, SplitConfig
-from tasks.runtime import pipeline_task, publish_table, run_logger, store_for
+from tasks.runtime import StepResult, pipeline_task, produce_artifact, publish_table, run_logger
 from tasks.storage import ArtifactRef, ArtifactStore, code_version, content_key
 
-SPLITS: tuple[str, ...] = ("train", "validation", "test")
 TARGET = "y"
+IMPUTED = "imputed"
+"""Validation's flag for rows it inserted to fill a gap: carried along, never scored."""
 # n * 0.7 can land a hair below an integer in floating point (e.g. 56.99999999999999):
 # nudge before flooring so a series of 100 rows gets exactly 70 training rows.
 _FLOOR_TOLERANCE = 1e-9
@@ -89,32 +91,17 @@ def split_cutoffs(ds: pd.Series, split: SplitConfig) -> SplitCutoffs:
     )
 
 
-def split_sizes(rows: np.ndarray, split: SplitConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Train and validation row counts per series; the test split takes the rest.
-
-    Every non-empty series keeps at least one training row so the scaler knows it.
-    """
-    rows = np.asarray(rows, dtype=np.int64)
-    n_train = np.floor(rows * split.train + _FLOOR_TOLERANCE).astype(np.int64)
-    n_train = np.where(rows > 0, np.maximum(n_train, 1), 0)
-    n_validation = np.floor(rows * split.validation + _FLOOR_TOLERANCE).astype(np.int64)
-    n_validation = np.minimum(n_validation, rows - n_train)
-    return n_train, n_validation
+def observed_ds(frame: pd.DataFrame) -> pd.Series:
+    """Timestamps of observed rows: imputed rows (validation's gap filling) never set a cutoff."""
+    if IMPUTED in frame.columns:
+        return frame.loc[~frame[IMPUTED].to_numpy(dtype=bool), "ds"]
+    return frame["ds"]
 
 
-def assign_splits(frame: pd.DataFrame, split: SplitConfig) -> pd.DataFrame:
-    """A copy of `frame` (sorted by unique_id, ds) with a chronological per-series `split`."""
-    grouped = frame.groupby("unique_id", sort=False, observed=True)
-    position = grouped.cumcount().to_numpy()
-    rows = grouped["unique_id"].transform("size").to_numpy()
-    n_train, n_validation = split_sizes(rows, split)
-    labels = np.where(
-        position < n_train,
-        SPLITS[0],
-        np.where(position < n_train + n_validation, SPLITS[1], SPLITS[2]),
-    )
+def assign_splits(frame: pd.DataFrame, cutoffs: SplitCutoffs) -> pd.DataFrame:
+    """A copy of `frame` with a `split` column from common calendar cutoffs."""
     out = frame.copy()
-    out["split"] = pd.array(labels, dtype="str")
+    out["split"] = pd.array(cutoffs.labels(frame["ds"]), dtype="str")
     return out
 
 
@@ -130,23 +117,41 @@ def check_sorted(frame: pd.DataFrame) -> None:
         raise ValueError("normalize needs rows sorted by unique_id, ds (ds repeats or goes back)")
 
 
-def normalize(frame: pd.DataFrame, config: PipelineConfig) -> tuple[pd.DataFrame, SeriesScaler]:
-    """Split, fit the scaler on train rows only, and scale target and covariates to float32."""
+def normalize(
+    frame: pd.DataFrame, config: PipelineConfig, cutoffs: SplitCutoffs | None = None
+) -> tuple[pd.DataFrame, SeriesScaler]:
+    """Split at common cutoffs, fit the scaler on train rows only, scale features to float32.
+
+    A series with no row before the train cutoff (it started later) cannot be scaled without
+    looking at its validation or test rows, so it is left out; `series_without_train_rows`
+    names them for the log.
+    """
     check_sorted(frame)
     features = feature_columns(config)
     missing = [c for c in features if c not in frame.columns]
     if missing:
         raise KeyError(f"validated frame lacks feature column(s) {missing}")
-    split_frame = assign_splits(frame[["unique_id", "ds", *features]], config.split)
+    cutoffs = cutoffs or split_cutoffs(observed_ds(frame), config.split)
+    flags = [IMPUTED] if IMPUTED in frame.columns else []
+    split_frame = assign_splits(frame[["unique_id", "ds", *features, *flags]], cutoffs)
+    is_train = split_frame["split"] == SPLITS[0]
+    trained_ids = split_frame.loc[is_train, "unique_id"].unique()
+    split_frame = split_frame[split_frame["unique_id"].isin(trained_ids)]
     # The one leakage guard: validation and test rows never reach the statistics.
-    scaler = fit_scaler(
-        split_frame[split_frame["split"] == "train"], features, config.scaling.method
-    )
+    train_rows = split_frame[split_frame["split"] == SPLITS[0]]
+    scaler = fit_scaler(train_rows, features, config.scaling.method)
     scaled = scaler.transform(split_frame)
     normalized = scaled[["unique_id", "ds", "split"]].copy()
     for column in features:
         normalized[column] = scaled[column].to_numpy(dtype=np.float32)
+    if flags:
+        normalized[IMPUTED] = split_frame[IMPUTED].to_numpy(dtype=bool)
     return normalized.reset_index(drop=True), scaler
+
+
+def series_without_train_rows(frame: pd.DataFrame, scaler: SeriesScaler) -> list[str]:
+    """Series of `frame` that normalize left out: none of their rows lies before the cutoff."""
+    return sorted(set(frame["unique_id"].astype(str)) - set(scaler.series))
 
 
 def split_summary(normalized: pd.DataFrame) -> list[dict[str, object]]:
@@ -179,33 +184,37 @@ def load_normalized(
 @pipeline_task("normalize")
 def normalize_task(config: PipelineConfig, validated: ArtifactRef) -> ArtifactRef:
     """Scale the validated series; the scaler is saved inside the artifact's metadata."""
-    logger = run_logger()
-    store = store_for(config)
-    key = normalize_key(config, validated)
-    if (done := store.find("normalize", key)) is not None:
-        logger.info("Normalized data already exists for these inputs: %s", done.uri)
-        return done
-    frame, _ = store.read_table(validated)
-    normalized, scaler = normalize(frame, config)
-    summary = split_summary(normalized)
-    ref = store.write_table(
-        "normalize",
-        key,
-        normalized,
-        config_hash=config.digest(),
-        inputs=[validated],
-        extra={
+
+    def compute(store: ArtifactStore) -> StepResult:
+        logger = run_logger()
+        frame, _ = store.read_table(validated)
+        cutoffs = split_cutoffs(observed_ds(frame), config.split)
+        normalized, scaler = normalize(frame, config, cutoffs)
+        left_out = series_without_train_rows(frame, scaler)
+        if left_out:
+            logger.warning(
+                "%d series start after the train cutoff %s and are left out of training: %s",
+                len(left_out),
+                cutoffs.train_end,
+                left_out[:10],
+            )
+        summary = split_summary(normalized)
+        logger.info(
+            "Normalized %d rows of %d series (%s scaling fitted on rows before %s): %s",
+            len(normalized),
+            len(scaler.unique_ids),
+            scaler.method,
+            cutoffs.train_end,
+            ", ".join(f"{row['split']} {row['rows']}" for row in summary),
+        )
+        publish_table(f"normalize-{config.name}", summary, "Rows and series per split")
+        return normalized, {
             "scaler": scaler.to_dict(),
             "features": feature_columns(config),
             "splits": {row["split"]: row["rows"] for row in summary},
-        },
-    )
-    logger.info(
-        "Normalized %d rows of %d series (%s scaling fitted on train rows): %s",
-        len(normalized),
-        len(scaler.unique_ids),
-        scaler.method,
-        ", ".join(f"{row['split']} {row['rows']}" for row in summary),
-    )
-    publish_table(f"normalize-{config.name}", summary, "Rows and series per chronological split")
-    return ref
+            "cutoffs": cutoffs.to_dict(),
+            "series_without_train_rows": left_out,
+        }
+
+    key = normalize_key(config, validated)
+    return produce_artifact(config, "normalize", key, [validated], compute)

@@ -1,25 +1,28 @@
-"""Predict step: tonight's forecast for every series from the champion model.
+"""Predict step: tonight's forecast for every series, from the champion (or the fallback).
 
-Each series' last `look_back` rows are scaled with the champion's scaler, predicted in one batch,
-inverse-transformed, and laid on the future frequency grid. The result is written whole to
-`{root}/forecasts/{name}/run_date=YYYY-MM-DD/forecast.parquet` with one atomic write, so a rerun
-of the same night replaces it, a crash leaves the previous file readable, and other nights are
-never touched. Series that cannot be forecast are listed with the reason, never dropped silently.
+Each series' last `look_back` rows go through the champion as a `Forecaster` (scaled with its
+own scaler, predicted, brought back to original units) and are laid on the future frequency
+grid. Until a model has passed the gate, `forecast.fallback` publishes a seasonal-naive
+forecast instead, labelled as such in the file (`model`, `fallback`) and in the UI.
+
+The result is written whole to `{root}/forecasts/{name}/run_date=YYYY-MM-DD/forecast.parquet`
+with one atomic write, so a rerun of the same night replaces it, a crash leaves the previous
+file readable, and other nights are never touched. The file holds nothing that changes from
+one replay to the next (no run id, no wall-clock time), so replaying a night with the same
+data and model gives the same bytes. Series that cannot be forecast are listed with the
+reason, never dropped silently.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
-from lstm_model.scaling import SeriesScaler
+from lstm_model.forecasters import Forecaster, SeasonalNaive, series_first_rows
 from tasks.config import PipelineConfig
-from tasks.registry import ModelRegistry, ModelVersion
+from tasks.registry import ModelRegistry
 from tasks.runtime import (
     current_flow_run_id,
     pipeline_task,
@@ -29,6 +32,9 @@ from tasks.runtime import (
     store_for,
 )
 from tasks.storage import ArtifactRef, ArtifactStore
+
+FALLBACK_VERSION = "fallback-seasonal-naive"
+"""The `model_version` of a night forecast by the seasonal-naive fallback."""
 
 
 class NoChampionError(RuntimeError):
@@ -41,6 +47,8 @@ class ForecastSummary(BaseModel):
     uri: str
     run_date: str
     model_version: str
+    fallback: bool = False
+    run_id: str | None = None
     rows: int
     series: int
     horizon: int
@@ -49,42 +57,31 @@ class ForecastSummary(BaseModel):
     skipped: dict[str, str]
 
 
-@dataclass(frozen=True)
-class LastWindows:
-    """The inputs for one forecast per series."""
-
-    unique_ids: np.ndarray  # (n,)
-    inputs: np.ndarray  # (n, look_back, features), scaled
-    last_ds: pd.Series  # last observed timestamp per series, indexed by unique_id
+def series_ends(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Series ids and the row one past each series' last row (rows sorted by unique_id, ds)."""
+    if frame.empty:
+        return np.array([], dtype=object), np.array([], dtype=np.int64)
+    first = series_first_rows(frame)
+    is_last = np.append(first[1:] != first[:-1], True)
+    ends = np.flatnonzero(is_last) + 1
+    return frame["unique_id"].to_numpy()[ends - 1].astype(str), ends.astype(np.int64)
 
 
 def forecastable(
-    frame: pd.DataFrame, scaler: SeriesScaler, look_back: int
-) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Rows of the series we can forecast, and the reasons the others cannot be."""
-    lengths = frame.groupby("unique_id", sort=True).size()
-    known = set(scaler.series)
+    frame: pd.DataFrame, forecaster: Forecaster
+) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
+    """Ids and ends of the series the forecaster can forecast, and why the others cannot be."""
+    ids, ends = series_ends(frame)
+    supported = forecaster.supports(frame, ends)
+    lengths = np.diff(np.concatenate(([0], ends)))
+    known = set(getattr(getattr(forecaster, "scaler", None), "series", ids))
     skipped: dict[str, str] = {}
-    for series_id, length in lengths.items():
+    for series_id, length in zip(ids[~supported], lengths[~supported], strict=True):
         if series_id not in known:
-            skipped[str(series_id)] = "not in the champion's training data (retrain to include it)"
-        elif length < look_back:
-            skipped[str(series_id)] = f"only {length} rows; the model needs {look_back}"
-    return frame[~frame["unique_id"].isin(list(skipped))], skipped
-
-
-def last_windows(
-    frame: pd.DataFrame, scaler: SeriesScaler, input_features: list[str], look_back: int
-) -> LastWindows:
-    """Each series' final `look_back` rows, scaled, stacked into one batch."""
-    tail = frame.groupby("unique_id", sort=True).tail(look_back).sort_values(["unique_id", "ds"])
-    scaled = scaler.transform(tail)
-    inputs = scaled[input_features].to_numpy(dtype=np.float32)
-    return LastWindows(
-        unique_ids=tail["unique_id"].to_numpy()[::look_back],
-        inputs=inputs.reshape(-1, look_back, len(input_features)),
-        last_ds=tail.groupby("unique_id", sort=True)["ds"].max(),
-    )
+            skipped[series_id] = "not in the champion's training data (retrain to include it)"
+        else:
+            skipped[series_id] = f"only {length} rows; the model needs {forecaster.look_back}"
+    return ids[supported], ends[supported], skipped
 
 
 def future_grid(
@@ -108,11 +105,11 @@ def forecast_frame(
     future_ds: np.ndarray,
     yhat: np.ndarray,
     *,
+    model: str,
     model_version: str,
-    run_id: str,
-    created_at: datetime,
+    fallback: bool,
 ) -> pd.DataFrame:
-    """The published forecast: one row per series and horizon step."""
+    """The published forecast: one row per series and horizon step, labelled with its model."""
     n, horizon = yhat.shape
     return pd.DataFrame(
         {
@@ -120,49 +117,58 @@ def forecast_frame(
             "ds": pd.to_datetime(future_ds.reshape(-1), utc=True),
             "step": np.tile(np.arange(1, horizon + 1, dtype=np.int16), n),
             "yhat": yhat.reshape(-1).astype(np.float64),
-            "model_version": model_version,
-            "run_id": run_id,
-            "created_at": pd.Timestamp(created_at),
+            "model": pd.Series([model] * (n * horizon), dtype="str"),
+            "model_version": pd.Series([model_version] * (n * horizon), dtype="str"),
+            "fallback": np.full(n * horizon, fallback),
         }
     )
 
 
 def predict_frame(
     frame: pd.DataFrame,
-    champion: ModelVersion,
+    forecaster: Forecaster,
     frequency: str,
     timezone: str,
     *,
-    run_id: str,
-    created_at: datetime,
+    model_version: str,
+    fallback: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Forecast every forecastable series of a validated frame with a registered model."""
-    meta = champion.metadata
-    look_back, horizon = int(meta["look_back"]), int(meta["horizon"])
-    usable, skipped = forecastable(frame, champion.scaler, look_back)
-    if usable.empty:
-        return forecast_frame(
-            np.array([], dtype=object),
-            np.empty((0, horizon), dtype="datetime64[ns]"),
-            np.empty((0, horizon)),
-            model_version=champion.version,
-            run_id=run_id,
-            created_at=created_at,
-        ), skipped
-    windows = last_windows(usable, champion.scaler, list(meta["input_features"]), look_back)
-    model = champion.load_model()
-    scaled = np.asarray(model.predict(windows.inputs, batch_size=1024, verbose=0))
-    yhat = champion.scaler.inverse_target(scaled, windows.unique_ids)
-    future = future_grid(windows.last_ds, horizon, frequency, timezone)
+    """Forecast every forecastable series of a validated frame (sorted by unique_id, ds)."""
+    ids, ends, skipped = forecastable(frame, forecaster)
+    horizon = forecaster.horizon
+    if ends.size:
+        yhat = forecaster.predict(frame, ends)
+        last_ds = pd.Series(frame["ds"].to_numpy()[ends - 1], index=ids)
+        future = future_grid(last_ds, horizon, frequency, timezone)
+    else:
+        yhat = np.empty((0, horizon))
+        future = np.empty((0, horizon), dtype="datetime64[ns]")
     table = forecast_frame(
-        windows.unique_ids,
+        ids,
         future,
         yhat,
-        model_version=champion.version,
-        run_id=run_id,
-        created_at=created_at,
+        model=forecaster.name,
+        model_version=model_version,
+        fallback=fallback,
     )
     return table, skipped
+
+
+def serving_forecaster(
+    registry: ModelRegistry, config: PipelineConfig
+) -> tuple[Forecaster, str, bool]:
+    """The champion as a forecaster, or the seasonal-naive fallback until one passed the gate."""
+    version = registry.champion_version()
+    if version is not None:
+        return registry.forecaster(version), version, False
+    if not config.forecast.fallback:
+        raise NoChampionError(
+            f"No champion model for pipeline {config.name!r} under {registry.uri()}: "
+            "train one first with `forecast train` (or `forecast run`), or set "
+            "forecast.fallback = true to publish a seasonal-naive forecast meanwhile."
+        )
+    fallback = SeasonalNaive(horizon=config.window.horizon, season=config.evaluation.season_length)
+    return fallback, FALLBACK_VERSION, True
 
 
 def forecast_uri(store: ArtifactStore, name: str, run_date: str) -> str:
@@ -177,6 +183,7 @@ def summary_markdown(summary: ForecastSummary) -> str:
         "|---|---|",
         f"| output | `{summary.uri}` |",
         f"| model version | `{summary.model_version}` |",
+        f"| fallback (seasonal naive, no model passed the gate yet) | {summary.fallback} |",
         f"| rows | {summary.rows:,} |",
         f"| series | {summary.series:,} |",
         f"| horizon | {summary.horizon} steps |",
@@ -193,25 +200,20 @@ def summary_markdown(summary: ForecastSummary) -> str:
 # and replace that night's file whole.
 @pipeline_task("predict", task_run_name="predict-{config.name}-{run_date}", cache_policy=NO_CACHE)
 def predict_task(config: PipelineConfig, validated: ArtifactRef, run_date: str) -> ForecastSummary:
-    """Forecast tonight with the champion and publish the forecast whole, atomically."""
+    """Forecast tonight with the champion (or the fallback) and publish the file atomically."""
     logger = run_logger()
     store = store_for(config)
-    registry = ModelRegistry(store, config.name)
-    version = registry.champion_version()
-    if version is None:
-        raise NoChampionError(
-            f"No champion model for pipeline {config.name!r} under {store.root_url}: "
-            "train one first with `forecast train` (or `forecast run`)."
-        )
-    champion = registry.load(version)
+    forecaster, version, fallback = serving_forecaster(ModelRegistry(store, config.name), config)
+    if fallback:
+        logger.warning("No model has passed the gate yet: publishing the seasonal-naive fallback")
     frame, validated_meta = store.read_table(validated)
     table, skipped = predict_frame(
         frame,
-        champion,
+        forecaster,
         config.frequency,
         config.source.timezone,
-        run_id=current_flow_run_id() or "local",
-        created_at=datetime.now(UTC),
+        model_version=version,
+        fallback=fallback,
     )
     skipped = {**validated_meta.get("set_aside", {}), **skipped}  # none dropped silently
     uri = forecast_uri(store, config.name, run_date)
@@ -221,16 +223,24 @@ def predict_task(config: PipelineConfig, validated: ArtifactRef, run_date: str) 
         table,
         config_hash=config.digest(),
         inputs=[validated],
-        extra={"run_date": run_date, "model_version": version, "skipped": skipped},
+        extra={
+            "run_date": run_date,
+            "model_version": version,
+            "fallback": fallback,
+            "skipped": dict(sorted(skipped.items())),
+        },
         uri=uri,
+        created_at=run_date,  # the night, not the wall clock: replays give the same bytes
     )
     summary = ForecastSummary(
         uri=ref.uri,
         run_date=run_date,
         model_version=version,
+        fallback=fallback,
+        run_id=current_flow_run_id(),
         rows=len(table),
         series=table["unique_id"].nunique(),
-        horizon=int(champion.metadata["horizon"]),
+        horizon=forecaster.horizon,
         first_ds=str(table["ds"].min()) if len(table) else None,
         last_ds=str(table["ds"].max()) if len(table) else None,
         skipped=skipped,

@@ -1,101 +1,64 @@
 """The model registry: versions under `{root}/models/{name}/`, and the champion pointer.
 
-A version folder holds the model (`model.keras`), its scaler, config, metrics, data fingerprint
-and code version; `metadata.json` is written last, so a folder without it is an unfinished save
-and never listed. `champion.json` names the serving version and changes with one atomic write,
-only when the challenger passes the gate.
+A version folder holds the model (`model.keras`), its scaler, config and metrics;
+`metadata.json`, written last, records the sha256 of each of those files (verified on every
+load) with the data fingerprint and code version, so a folder without it is an unfinished save
+and never listed. `champion.json` names the serving version. It changes only through
+`swap_champion`, a compare-and-swap under the registry's lock: the pointer must still name the
+champion the caller compared against, so two concurrent trainings cannot both win.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
+import os
+import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel
 
-from lstm_model.metrics import OVERALL
+from lstm_model.forecasters import ScaledModelForecaster
 from lstm_model.scaling import SeriesScaler
-from tasks.config import EvaluationConfig, PipelineConfig
-from tasks.runtime import pipeline_task, publish_markdown, run_logger, store_for
+from tasks.config import PipelineConfig
 from tasks.storage import (
     ArtifactError,
-    ArtifactRef,
     ArtifactStore,
-    code_version,
     sha256_bytes,
     table_to_parquet_bytes,
 )
 
+VERSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+"""Version ids are plain names: no separator, no absolute path, nothing that leaves the folder."""
 
-class Decision(BaseModel):
-    """Whether a challenger becomes champion, and why (published to the UI as is)."""
-
-    promote: bool
-    reason: str
-
-
-class Registration(BaseModel):
-    """What the register step returns: JSON-safe, shown as the training flow's result."""
-
-    name: str
-    version: str
-    promoted: bool
-    reason: str
-    champion: str | None
-    artifacts: dict[str, str] = {}
-    """Step -> URI of every artifact behind this version, in pipeline order."""
+VERSION_FILES = ("model.keras", "scaler.parquet", "metrics.parquet", "config.json")
+"""The files of a version whose sha256 `metadata.json` records and `load` verifies."""
 
 
-def overall_mase(metrics: pd.DataFrame, model: str) -> float | None:
-    """MASE over all series for `model` in a tidy metrics table, or None when absent."""
-    rows = metrics[(metrics["model"] == model) & (metrics["unique_id"] == OVERALL)]
-    return None if rows.empty else float(rows["mase"].iloc[0])
+class ChampionChanged(ArtifactError):
+    """The champion pointer no longer names the version a promotion was compared against."""
 
 
-def decide_promotion(metrics: pd.DataFrame, gate: EvaluationConfig) -> Decision:
-    """Apply the gate to one evaluation table (challenger, baselines and maybe the champion).
+def check_version_id(version: str, where: str) -> str:
+    """`version` if it is a plain version id; an ArtifactError naming `where` otherwise."""
+    if not VERSION_ID.fullmatch(version) or ".." in version:
+        raise ArtifactError(f"{where}: {version!r} is not a valid model version id")
+    return version
 
-    The challenger must beat the chosen baseline on MASE, and must not be worse than the
-    current champion (scored on the same test windows) by more than `gate_max_regression`.
+
+def new_version_id(content_key: str, created: datetime) -> str:
+    """Sortable version ids: the trained artifact's UTC creation time, then its checksum.
+
+    Derived from the trained artifact alone, so registering the same model twice names the
+    same version (registration is idempotent by version).
     """
-    challenger = overall_mase(metrics, "lstm")
-    if challenger is None:
-        return Decision(promote=False, reason="the evaluation has no overall MASE for the model")
-    reasons = [f"challenger MASE {challenger:.4f}"]
-    if gate.gate_must_beat != "none":
-        baseline = overall_mase(metrics, gate.gate_must_beat)
-        if baseline is None:
-            return Decision(promote=False, reason=f"no {gate.gate_must_beat} baseline to compare")
-        if not challenger < baseline:
-            return Decision(
-                promote=False,
-                reason=f"challenger MASE {challenger:.4f} does not beat "
-                f"{gate.gate_must_beat} ({baseline:.4f})",
-            )
-        reasons.append(f"beats {gate.gate_must_beat} ({baseline:.4f})")
-    champion = overall_mase(metrics, "champion")
-    if champion is not None:
-        allowed = champion * (1 + gate.gate_max_regression)
-        if challenger > allowed:
-            return Decision(
-                promote=False,
-                reason=f"challenger MASE {challenger:.4f} is worse than the champion's "
-                f"{champion:.4f} by more than the allowed {gate.gate_max_regression:.1%}",
-            )
-        reasons.append(f"within {gate.gate_max_regression:.1%} of the champion ({champion:.4f})")
-    else:
-        reasons.append("no comparable champion")
-    return Decision(promote=True, reason="; ".join(reasons))
-
-
-def new_version_id(content_key: str, now: datetime | None = None) -> str:
-    """Sortable, unique-enough version ids: UTC time, then the training content key."""
-    now = now or datetime.now(UTC)
-    return f"{now:%Y%m%dT%H%M%SZ}-{content_key[:8]}"
+    return f"{created.astimezone(UTC):%Y%m%dT%H%M%SZ}-{content_key[:8]}"
 
 
 def model_to_bytes(model: Any) -> bytes:
@@ -132,6 +95,16 @@ class ModelVersion:
         """The Keras model, always loaded with safe_mode=True."""
         return model_from_bytes(self.model_bytes)
 
+    def forecaster(self, name: str = "lstm") -> ScaledModelForecaster:
+        return ScaledModelForecaster(
+            model=self.load_model(),
+            scaler=self.scaler,
+            input_features=list(self.metadata["input_features"]),
+            look_back=int(self.metadata["look_back"]),
+            horizon=int(self.metadata["horizon"]),
+            name=name,
+        )
+
 
 class ModelRegistry:
     """Versions and the champion pointer of one pipeline name, inside an artifact store."""
@@ -154,26 +127,42 @@ class ModelRegistry:
         metadata: dict[str, Any],
     ) -> str:
         """Write a version folder; metadata.json last marks it complete. Returns its URI."""
-        self.store.write_bytes(self.uri(version, "model.keras"), model_bytes)
-        self.store.write_bytes(
-            self.uri(version, "scaler.parquet"),
-            table_to_parquet_bytes(_frame_to_table(scaler.to_frame())),
-        )
-        self.store.write_bytes(
-            self.uri(version, "metrics.parquet"), table_to_parquet_bytes(_frame_to_table(metrics))
-        )
-        self.store.write_json(self.uri(version, "config.json"), config.model_dump(mode="json"))
+        check_version_id(version, self.uri())
+        files = {
+            "model.keras": model_bytes,
+            "scaler.parquet": table_to_parquet_bytes(_frame_to_table(scaler.to_frame())),
+            "metrics.parquet": table_to_parquet_bytes(_frame_to_table(metrics)),
+            "config.json": json.dumps(config.model_dump(mode="json"), indent=2).encode(),
+        }
+        for file_name, data in files.items():
+            self.store.write_bytes(self.uri(version, file_name), data)
         self.store.write_json(
             self.uri(version, "metadata.json"),
             {
                 **metadata,
                 "name": self.name,
                 "version": version,
-                "model_sha256": sha256_bytes(model_bytes),
+                "files": {file_name: sha256_bytes(data) for file_name, data in files.items()},
                 "saved_at": datetime.now(UTC).isoformat(),
             },
         )
         return self.uri(version)
+
+    def read_file(self, version: str, file_name: str, metadata: dict[str, Any]) -> bytes:
+        """One file of a version, refused unless its sha256 is the one metadata.json records."""
+        uri = self.uri(version, file_name)
+        expected = metadata.get("files", {}).get(file_name)
+        if expected is None:
+            raise ArtifactError(
+                f"{self.uri(version, 'metadata.json')}: no checksum for {file_name} (saved by an "
+                "older release without per-file checksums: retrain to replace it)"
+            )
+        data = self.store.read_bytes(uri)
+        if sha256_bytes(data) != expected:
+            raise ArtifactError(
+                f"{uri}: checksum mismatch; the file changed after the version was saved"
+            )
+        return data
 
     def versions(self) -> list[str]:
         """Complete versions, oldest first."""
@@ -185,32 +174,87 @@ class ModelRegistry:
         return sorted(found)
 
     def champion_version(self) -> str | None:
-        pointer = self.uri("champion.json")
-        if not self.store.exists(pointer):
+        """The serving version, checked to be a plain id of a complete version of this name."""
+        pointer = self.champion_pointer()
+        if pointer is None:
             return None
-        return str(self.store.read_json(pointer)["version"])
+        uri = self.uri("champion.json")
+        version = check_version_id(str(pointer.get("version", "")), uri)
+        if not self.store.exists(self.uri(version, "metadata.json")):
+            raise ArtifactError(f"{uri}: names version {version!r}, which does not exist")
+        return version
 
     def champion_pointer(self) -> dict[str, Any] | None:
         pointer = self.uri("champion.json")
-        return self.store.read_json(pointer) if self.store.exists(pointer) else None
+        if not self.store.exists(pointer):
+            return None
+        try:
+            payload = self.store.read_json(pointer)
+        except ValueError as err:
+            raise ArtifactError(f"{pointer}: not valid JSON ({err})") from err
+        if not isinstance(payload, dict):
+            raise ArtifactError(f"{pointer}: expected a JSON object")
+        return payload
 
-    def promote(self, version: str, reason: str) -> None:
-        """Point the champion at `version`: one atomic write of a small JSON file."""
+    @contextlib.contextmanager
+    def pointer_lock(self) -> Iterator[None]:
+        """Hold the registry's lock while comparing against the champion and swapping it.
+
+        On a local disk this is an exclusive `flock` on `models/{name}/.champion.lock`, which
+        the OS releases even when the holder is killed. Object stores have no lock here:
+        `swap_champion` then re-reads the pointer just before writing (a conditional write on
+        object stores is issue 11's work).
+        """
+        if not self.store.is_local:
+            yield
+            return
+        path = self.store.path("models", self.name, ".champion.lock")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "a") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def swap_champion(self, expected: str | None, version: str, reason: str) -> None:
+        """Point the champion at `version` if it still names `expected` (call under the lock)."""
         if version not in self.versions():
             raise ArtifactError(f"cannot promote {self.name}/{version}: no complete version")
+        current = self.champion_version()
+        if current != expected:
+            raise ChampionChanged(
+                f"{self.uri('champion.json')}: the champion is {current}, not {expected} as "
+                f"compared; {version} was not promoted"
+            )
         self.store.write_json(
             self.uri("champion.json"),
-            {"version": version, "reason": reason, "promoted_at": datetime.now(UTC).isoformat()},
+            {
+                "version": version,
+                "previous": expected,
+                "reason": reason,
+                "promoted_at": datetime.now(UTC).isoformat(),
+            },
         )
 
+    def promote(self, version: str, reason: str) -> None:
+        """Point the champion at `version` whatever it names now (an operator's decision)."""
+        with self.pointer_lock():
+            self.swap_champion(self.champion_version(), version, reason)
+
+    def metadata(self, version: str) -> dict[str, Any]:
+        check_version_id(version, self.uri())
+        uri = self.uri(version, "metadata.json")
+        try:
+            return self.store.read_json(uri)
+        except ValueError as err:
+            raise ArtifactError(f"{uri}: not valid JSON ({err})") from err
+
     def load(self, version: str) -> ModelVersion:
-        model_bytes = self.store.read_bytes(self.uri(version, "model.keras"))
-        metadata = self.store.read_json(self.uri(version, "metadata.json"))
-        if sha256_bytes(model_bytes) != metadata["model_sha256"]:
-            raise ArtifactError(f"{self.uri(version, 'model.keras')}: checksum mismatch")
-        scaler_frame = _read_parquet_bytes(
-            self.store.read_bytes(self.uri(version, "scaler.parquet"))
-        )
+        """A complete version with every file's checksum verified."""
+        metadata = self.metadata(version)
+        model_bytes = self.read_file(version, "model.keras", metadata)
+        scaler_frame = _read_parquet_bytes(self.read_file(version, "scaler.parquet", metadata))
         return ModelVersion(
             name=self.name,
             version=version,
@@ -220,7 +264,12 @@ class ModelRegistry:
         )
 
     def metrics(self, version: str) -> pd.DataFrame:
-        return _read_parquet_bytes(self.store.read_bytes(self.uri(version, "metrics.parquet")))
+        metadata = self.metadata(version)
+        return _read_parquet_bytes(self.read_file(version, "metrics.parquet", metadata))
+
+    def forecaster(self, version: str) -> ScaledModelForecaster:
+        """A version as a forecaster (see lstm_model.forecasters), named "champion"."""
+        return self.load(version).forecaster(name="champion")
 
 
 def _frame_to_table(frame: pd.DataFrame):  # noqa: ANN202 - pyarrow type
@@ -235,85 +284,3 @@ def _read_parquet_bytes(data: bytes) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     return pq.read_table(io.BytesIO(data), page_checksum_verification=True).to_pandas()
-
-
-def decision_markdown(name: str, version: str, decision: Decision, champion: str | None) -> str:
-    verdict = "promoted to champion" if decision.promote else "kept, not promoted"
-    return "\n".join(
-        [
-            f"# Champion decision for `{name}`",
-            "",
-            f"Challenger `{version}` was **{verdict}**.",
-            "",
-            f"Reason: {decision.reason}.",
-            "",
-            f"Serving version now: `{champion}`",
-        ]
-    )
-
-
-@pipeline_task("register")
-def register_task(
-    config: PipelineConfig, windows: ArtifactRef, trained: ArtifactRef, evaluation: ArtifactRef
-) -> Registration:
-    """Save the trained model as a version; promote it only if it passes the gate."""
-    logger = run_logger()
-    store = store_for(config)
-    registry = ModelRegistry(store, config.name)
-    metrics, eval_meta = store.read_table(evaluation)
-    _, train_meta = store.read_table(trained)
-    _, window_meta = store.read_table(windows)
-    normalized = ArtifactRef(**window_meta["inputs"][0])
-    _, normalized_meta = store.read_table(normalized)
-    model_bytes = store.read_verified(ArtifactRef(**train_meta["model"]))
-    version = new_version_id(trained.sha256)
-    registry.save_version(
-        version,
-        model_bytes=model_bytes,
-        scaler=SeriesScaler.from_dict(normalized_meta["scaler"]),
-        metrics=metrics,
-        config=config,
-        metadata={
-            "look_back": train_meta["look_back"],
-            "horizon": train_meta["horizon"],
-            "features": train_meta["features"],
-            "input_features": train_meta["input_features"],
-            "data_fingerprint": normalized_meta["inputs"],
-            "artifacts": {
-                "windows": windows.uri,
-                "trained": trained.uri,
-                "evaluation": evaluation.uri,
-            },
-            "code_version": code_version(),
-            "config_hash": config.digest(),
-        },
-    )
-    decision = decide_promotion(metrics, config.evaluation)
-    if decision.promote:
-        registry.promote(version, decision.reason)
-    champion = registry.champion_version()
-    publish_markdown(
-        f"champion-decision-{config.name}",
-        decision_markdown(config.name, version, decision, champion),
-        "Champion decision",
-    )
-    logger.info(
-        "Version %s %s: %s",
-        version,
-        "promoted" if decision.promote else "not promoted",
-        decision.reason,
-    )
-    upstream = dict(reversed(store.lineage(windows)))  # ingest, validate, normalize, window
-    return Registration(
-        name=config.name,
-        version=version,
-        promoted=decision.promote,
-        reason=decision.reason,
-        champion=champion,
-        artifacts={
-            **upstream,
-            "train": trained.uri,
-            "evaluate": evaluation.uri,
-            "model": registry.uri(version),
-        },
-    )

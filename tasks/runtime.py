@@ -8,9 +8,11 @@ to the standard logger and UI artifacts are skipped.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 from prefect import task
 from prefect.artifacts import (
@@ -19,14 +21,14 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
-from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
+from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy, CachePolicy, Inputs
 from prefect.context import FlowRunContext, TaskRunContext, get_run_context
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 from prefect.tasks import exponential_backoff
 
 from tasks.config import PipelineConfig
-from tasks.storage import ArtifactStore, code_version
+from tasks.storage import ArtifactRef, ArtifactStore, code_version
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -69,6 +71,20 @@ ARTIFACT_CACHE = (
 )
 
 
+def artifact_cache_ignoring(*parameters: str) -> CachePolicy:
+    """ARTIFACT_CACHE without some inputs (a run date that must not split the cache).
+
+    Built afresh: subtracting from a compound policy in Prefect 3.9 adds a second Inputs policy
+    and keeps the first, so `ARTIFACT_CACHE - "run_date"` would still hash the run date.
+    """
+    return (
+        Inputs(exclude=list(parameters))
+        + TASK_SOURCE
+        + CacheKeyFnPolicy(cache_key_fn=_store_identity)
+        + CacheKeyFnPolicy(cache_key_fn=_code_version)
+    )
+
+
 # I/O errors worth retrying: a flaky network filesystem or object store. A missing, refused or
 # corrupt file (ArtifactError, DataValidationError...) fails at once: retrying cannot fix it.
 _PERMANENT_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
@@ -91,6 +107,33 @@ def retry_transient_io_only(task: Any, task_run: Any, state: Any) -> bool:
 
 def store_for(config: PipelineConfig) -> ArtifactStore:
     return ArtifactStore(config.storage.root)
+
+
+StepResult = tuple[Any, dict[str, Any]]
+"""What a step's compute function returns: the artifact's frame and its extra metadata."""
+
+
+def produce_artifact(
+    config: PipelineConfig,
+    step: str,
+    key: str,
+    inputs: list[ArtifactRef],
+    compute: Callable[[ArtifactStore], StepResult],
+) -> ArtifactRef:
+    """The step protocol in one place: the artifact for this content key if a run already
+    wrote a readable one, else `compute(store)` written as that artifact with its metadata.
+
+    The key covers the step's settings, its inputs' checksums and the code version, so a hit
+    is the same work already done.
+    """
+    store = store_for(config)
+    if (done := store.find(step, key)) is not None:
+        run_logger().info("%s: already done for these inputs and code, reusing %s", step, done.uri)
+        return done
+    frame, extra = compute(store)
+    return store.write_table(
+        step, key, frame, config_hash=config.digest(), inputs=inputs, extra=extra
+    )
 
 
 def in_prefect_run() -> bool:
@@ -139,13 +182,72 @@ class ProgressReporter:
             update_progress_artifact(self._artifact_id, min(100.0, max(0.0, percent)))
 
 
-def resolve_run_date(run_date: str | None) -> str:
-    """The run date as YYYY-MM-DD: the one given (validated), or today's (UTC)."""
-    return (
-        date.fromisoformat(run_date).isoformat()
-        if run_date
-        else datetime.now(UTC).date().isoformat()
-    )
+class RunDateError(ValueError):
+    """A run date that is not a real calendar date written YYYY-MM-DD."""
+
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def parse_run_date(text: str) -> str:
+    """`text` as a checked YYYY-MM-DD date; anything else ("tomorrow", 2026-13-01) is refused."""
+    try:
+        if not _ISO_DATE.match(text):
+            raise ValueError
+        return date.fromisoformat(text).isoformat()
+    except (TypeError, ValueError):
+        raise RunDateError(f"{text!r} is not a date YYYY-MM-DD") from None
+
+
+def run_date_for(scheduled_start: datetime | None, now: datetime, timezone: str) -> str:
+    """The night a run belongs to: its scheduled start (else `now`) as a date in `timezone`.
+
+    A run scheduled for 02:00 in Chicago that starts late, or on a UTC machine where the UTC
+    date differs, still belongs to the scheduled local night. Naive datetimes are taken as UTC.
+    """
+    moment = scheduled_start if scheduled_start is not None else now
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(ZoneInfo(timezone)).date().isoformat()
+
+
+def scheduled_start_time() -> datetime | None:
+    """The current flow run's scheduled (expected) start, or None outside a flow run."""
+    from prefect.runtime import flow_run
+
+    if flow_run.get_id() is None:
+        return None  # prefect.runtime would answer "now" here, hiding that there is no run
+    return flow_run.scheduled_start_time
+
+
+def resolve_run_date(run_date: str | None, timezone: str = "UTC") -> str:
+    """The run date as YYYY-MM-DD: the one given (checked), else the run's scheduled date.
+
+    Inside a flow run that is the scheduled start in `timezone` (the schedule's zone), so a
+    run replayed or delayed keeps its night; outside a run, today's date in `timezone`.
+    """
+    if run_date:
+        return parse_run_date(run_date)
+    return run_date_for(scheduled_start_time(), datetime.now(UTC), timezone)
+
+
+def nights(first: str, last: str) -> list[str]:
+    """Every date from `first` to `last` inclusive, in order; refused when `first` is later."""
+    start, end = date.fromisoformat(parse_run_date(first)), date.fromisoformat(parse_run_date(last))
+    if start > end:
+        raise RunDateError(f"the first night {first} is after the last night {last}")
+    return [
+        date.fromordinal(day).isoformat() for day in range(start.toordinal(), end.toordinal() + 1)
+    ]
+
+
+def schedule_timezone(config: Any) -> str:
+    """The schedule's zone from a flow's `config` parameter (a PipelineConfig or its dict)."""
+    if isinstance(config, PipelineConfig):
+        return config.schedule.timezone
+    if isinstance(config, dict):
+        return str((config.get("schedule") or {}).get("timezone") or "UTC")
+    return "UTC"
 
 
 def current_flow_run_id() -> str | None:
@@ -159,11 +261,13 @@ def current_flow_run_id() -> str | None:
 
 
 def dated_run_name(prefix: str) -> Callable[[], str]:
-    """A flow-run namer: `{prefix}-YYYY-MM-DD` from the run's `run_date` parameter (or today)."""
+    """A flow-run namer: `{prefix}-YYYY-MM-DD`, the date `resolve_run_date` gives the run."""
 
     def name() -> str:
         from prefect.runtime import flow_run
 
-        return f"{prefix}-{resolve_run_date(flow_run.parameters.get('run_date'))}"
+        parameters = flow_run.parameters
+        zone = schedule_timezone(parameters.get("config"))
+        return f"{prefix}-{resolve_run_date(parameters.get('run_date'), zone)}"
 
     return name

@@ -195,8 +195,12 @@ class ArtifactStore:
         inputs: Iterable[ArtifactRef] = (),
         extra: Mapping[str, Any] | None = None,
         uri: str | None = None,
+        created_at: str | None = None,
     ) -> ArtifactRef:
-        """Write `frame` as the artifact of `step` under content key `key` (or at `uri`)."""
+        """Write `frame` as the artifact of `step` under content key `key` (or at `uri`).
+
+        `created_at` defaults to now; pass a fixed value where the bytes must be reproducible.
+        """
         uri = uri or self.artifact_uri(step, key)
         description = {
             "step": step,
@@ -205,7 +209,7 @@ class ArtifactStore:
             "inputs": [ref.model_dump() for ref in inputs],
             "rows": len(frame),
             "code_version": code_version(),
-            "created_at": datetime.now(UTC).isoformat(),
+            "created_at": created_at or datetime.now(UTC).isoformat(),
             **(extra or {}),
         }
         table = pa.Table.from_pandas(frame, preserve_index=False)

@@ -18,7 +18,7 @@ from lstm_model.models import ModelSpec
 from lstm_model.windowing import WindowSpec
 from tasks.config import PipelineConfig
 from tasks.registry import model_to_bytes
-from tasks.runtime import ProgressReporter, pipeline_task, run_logger, store_for
+from tasks.runtime import ProgressReporter, StepResult, pipeline_task, produce_artifact, run_logger
 from tasks.storage import ArtifactRef, ArtifactStore, code_version, content_key, sha256_bytes
 from tasks.window import WindowedData, load_windows
 
@@ -40,6 +40,9 @@ def model_spec(config: PipelineConfig, window: WindowSpec, n_features: int) -> M
         loss=model.loss,
         optimizer=model.optimizer,
         learning_rate=model.learning_rate,
+        reference_season=(
+            config.evaluation.season_length if model.reference == "seasonal_naive" else None
+        ),
     )
 
 
@@ -115,52 +118,39 @@ def train_key(config: PipelineConfig, windows: ArtifactRef) -> str:
 @pipeline_task("train")
 def train_task(config: PipelineConfig, windows: ArtifactRef) -> ArtifactRef:
     """Fit the model on the windows; one log line and one progress update per epoch."""
-    logger = run_logger()
-    store = store_for(config)
     key = train_key(config, windows)
-    if (done := store.find("train", key)) is not None:
-        logger.info("Model already trained for these windows and settings: %s", done.uri)
-        return done
-    data = load_windows(store, windows)
-    progress = ProgressReporter(f"training-{config.name}", "Training progress (epochs)")
-    epochs = config.training.epochs
-    began = time.perf_counter()
 
-    def on_epoch(epoch: int, logs: dict) -> None:
-        logger.info(
-            "epoch %d/%d: loss %.4f, val_loss %.4f",
-            epoch + 1,
-            epochs,
-            logs.get("loss", float("nan")),
-            logs.get("val_loss", float("nan")),
-        )
-        progress.update(100.0 * (epoch + 1) / epochs)
+    def compute(store: ArtifactStore) -> StepResult:
+        logger = run_logger()
+        data = load_windows(store, windows)
+        progress = ProgressReporter(f"training-{config.name}", "Training progress (epochs)")
+        epochs = config.training.epochs
+        began = time.perf_counter()
 
-    model, history = train_model(data, config, backup_folder(store, key), on_epoch)
-    progress.update(100.0)
-    model_bytes = model_to_bytes(model)
-    model_uri = store.uri("artifacts", "train", f"{key}.keras")
-    store.write_bytes(model_uri, model_bytes)
-    model_ref = ArtifactRef(uri=model_uri, sha256=sha256_bytes(model_bytes))
-    ref = store.write_table(
-        "train",
-        key,
-        history,
-        config_hash=config.digest(),
-        inputs=[windows],
-        extra={
-            "model": model_ref.model_dump(),
+        def on_epoch(epoch: int, logs: dict) -> None:
+            logger.info(
+                "epoch %d/%d: loss %.4f, val_loss %.4f",
+                epoch + 1,
+                epochs,
+                logs.get("loss", float("nan")),
+                logs.get("val_loss", float("nan")),
+            )
+            progress.update(100.0 * (epoch + 1) / epochs)
+
+        model, history = train_model(data, config, backup_folder(store, key), on_epoch)
+        progress.update(100.0)
+        model_bytes = model_to_bytes(model)
+        model_uri = store.uri("artifacts", "train", f"{key}.keras")
+        store.write_bytes(model_uri, model_bytes)
+        seconds = time.perf_counter() - began
+        logger.info("Trained %d epochs in %.0f s; model %s", len(history), seconds, model_uri)
+        return history, {
+            "model": ArtifactRef(uri=model_uri, sha256=sha256_bytes(model_bytes)).model_dump(),
             "features": data.features,
             "input_features": input_features(config, data.features),
             "look_back": data.spec.look_back,
             "horizon": data.spec.horizon,
-            "seconds": time.perf_counter() - began,
-        },
-    )
-    logger.info(
-        "Trained %d epochs in %.0f s; model %s",
-        len(history),
-        time.perf_counter() - began,
-        model_uri,
-    )
-    return ref
+            "seconds": seconds,
+        }
+
+    return produce_artifact(config, "train", key, [windows], compute)

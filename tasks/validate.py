@@ -24,11 +24,15 @@ from pandas.tseries.offsets import BaseOffset, Day, Tick
 from pydantic import BaseModel, Field
 
 from tasks.config import PipelineConfig
-from tasks.runtime import pipeline_task, publish_markdown, run_logger, store_for
+from tasks.normalize import SplitCutoffs, split_cutoffs
+from tasks.runtime import parse_run_date, pipeline_task, publish_markdown, run_logger, store_for
 from tasks.storage import ArtifactRef, code_version, content_key
 
 KEYS = ["unique_id", "ds"]
+Purpose = Literal["training", "forecast"]
 SUITE_RESOURCE = "suites/default.json"
+IMPUTED = "imputed"
+"""Boolean column of every validated frame: True for rows inserted by gap filling."""
 
 
 class OffendingRow(BaseModel):
@@ -78,6 +82,11 @@ class ValidationReport(BaseModel):
         default_factory=dict,
         description="Forecasting only: series left out of the output, and why (the rest go on).",
     )
+    as_of: str | None = Field(
+        None, description="The as-of date: only rows before its local midnight were checked."
+    )
+    as_of_utc: str | None = Field(None, description="That midnight as a UTC instant.")
+    rows_after_as_of: int = Field(0, description="Rows at or after the cut, left out unchecked.")
 
     @property
     def failures(self) -> list[CheckResult]:
@@ -167,6 +176,16 @@ def _set_aside_lines(set_aside: dict[str, str], shown: int = 20) -> list[str]:
     return [*lines, ""]
 
 
+def _as_of_lines(report: ValidationReport) -> list[str]:
+    if report.as_of is None:
+        return []
+    return [
+        f"As of {report.as_of}: rows before {report.as_of_utc} (UTC) only; "
+        f"{report.rows_after_as_of} later rows left out.",
+        "",
+    ]
+
+
 def report_markdown(report: ValidationReport) -> str:
     """The report as markdown for the Prefect UI: verdict, repairs, then every check."""
     verdict = "passed" if report.passed else f"FAILED ({len(report.failures)} check(s))"
@@ -176,6 +195,7 @@ def report_markdown(report: ValidationReport) -> str:
         f"Source: `{report.source}`; rows in {report.rows_in}, rows out {report.rows_out}, "
         f"series {report.series}.",
         "",
+        *_as_of_lines(report),
         "## Repairs",
         "",
         "| repair | count |",
@@ -249,11 +269,28 @@ def config_expectations(config: PipelineConfig) -> list[dict[str, Any]]:
     return expectations
 
 
-def suite_definition(config: PipelineConfig) -> dict[str, Any]:
-    """The bundled suite plus config-driven and user-added expectations, as GX JSON."""
+def is_series_value_check(expectation: dict[str, Any], config: PipelineConfig) -> bool:
+    """Whether a bundled or config expectation judges values one series at a time (not null,
+    finite, within bounds, id pattern): in a forecast those set a series aside instead."""
+    kind, column = expectation["type"], expectation["kwargs"].get("column")
+    values = {"y", *config.source.covariates}
+    if kind in {"expect_column_values_to_not_be_null", "expect_column_values_to_be_between"}:
+        return column in values
+    return kind == "expect_column_values_to_match_regex" and column == "unique_id"
+
+
+def suite_definition(config: PipelineConfig, purpose: Purpose = "training") -> dict[str, Any]:
+    """The bundled suite plus config-driven and user-added expectations, as GX JSON.
+
+    For a forecast the per-series value checks are left to `series_value_problems` (which sets
+    a bad series aside); user-added expectations always run and always fail the night.
+    """
     suite = bundled_suite()
+    own = [*suite["expectations"], *config_expectations(config)]
+    if purpose == "forecast":
+        own = [entry for entry in own if not is_series_value_check(entry, config)]
     extra = [dict(entry) for entry in config.validation.extra_expectations]
-    return {**suite, "expectations": [*suite["expectations"], *config_expectations(config), *extra]}
+    return {**suite, "expectations": [*own, *extra]}
 
 
 def check_extra_expectations(entries: list[dict[str, Any]]) -> None:
@@ -370,10 +407,12 @@ def check_from_gx(result: Any, timezone: str, limit: int) -> CheckResult:
     )
 
 
-def run_expectations(frame: pd.DataFrame, config: PipelineConfig) -> list[CheckResult]:
+def run_expectations(
+    frame: pd.DataFrame, config: PipelineConfig, purpose: Purpose = "training"
+) -> list[CheckResult]:
     """Validate `frame` against the suite with GX; checks on a missing column are skipped."""
     check_extra_expectations(config.validation.extra_expectations)
-    suite = build_suite(suite_definition(config))
+    suite = build_suite(suite_definition(config, purpose))
     limit = config.validation.max_failed_rows_shown
     batch = (
         gx_context()
@@ -421,6 +460,158 @@ def conflicts_named(check: CheckResult, frame: pd.DataFrame, config: PipelineCon
         for (series, stamp), group in clashing.groupby(KEYS, sort=True)
     ][: config.validation.max_failed_rows_shown]
     return check.model_copy(update={"rows": rows})
+
+
+# -- the as-of cut ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AsOfCut:
+    """The rows an as-of cut keeps, and where it fell (None: no cut)."""
+
+    frame: pd.DataFrame
+    as_of: str | None = None
+    instant: pd.Timestamp | None = None
+    rows_dropped: int = 0
+
+
+def as_of_instant(as_of: str, timezone: str) -> pd.Timestamp:
+    """Local midnight of `as_of` in `timezone` as a UTC instant: the first moment a run for
+    that night may not see. A midnight that daylight saving skips moves to the next instant."""
+    day = pd.Timestamp(parse_run_date(as_of))
+    local = day.tz_localize(timezone, nonexistent="shift_forward", ambiguous=True)
+    return local.tz_convert("UTC")
+
+
+def cut_as_of(frame: pd.DataFrame, as_of: str | None, timezone: str) -> AsOfCut:
+    """Only the rows with `ds` strictly before local midnight of `as_of`, before any check runs,
+    so a run for night D never sees D or later and any past night can be replayed."""
+    if as_of is None:
+        return AsOfCut(frame)
+    instant = as_of_instant(as_of, timezone)
+    as_of = parse_run_date(as_of)
+    if "ds" not in frame.columns or not isinstance(frame["ds"].dtype, pd.DatetimeTZDtype):
+        return AsOfCut(frame, as_of, instant)  # the type checks reject it; nothing to cut by
+    late = (frame["ds"] >= instant).to_numpy()  # NaT is kept, for the null check to name it
+    return AsOfCut(frame[~late].reset_index(drop=True), as_of, instant, int(late.sum()))
+
+
+# -- forecast triage: series set aside rather than failing the night -------------------------
+def merge_reasons(*found: dict[str, str]) -> dict[str, str]:
+    """One reason per series, several joined with '; ', in the order found."""
+    merged: dict[str, str] = {}
+    for reasons in found:
+        for series, why in reasons.items():
+            merged[series] = f"{merged[series]}; {why}" if series in merged else why
+    return merged
+
+
+def _count_by_series(ids: pd.Series, bad: np.ndarray, what: str) -> dict[str, str]:
+    counts = ids[bad].value_counts(sort=False).sort_index()
+    return {str(series): f"{what} ({n} value(s))" for series, n in counts.items()}
+
+
+def series_value_problems(frame: pd.DataFrame, config: PipelineConfig) -> dict[str, str]:
+    """Forecasting: series with NaN/inf in y or a covariate, y outside the bounds, or an id
+    that breaks `validation.id_pattern` (the checks GX would otherwise fail the night on)."""
+    rules = config.validation
+    ids = frame["unique_id"]
+    found = []
+    for column in ["y", *config.source.covariates]:
+        values = frame[column].to_numpy(dtype="float64")
+        found.append(_count_by_series(ids, ~np.isfinite(values), f"{column} is NaN or infinite"))
+    y = frame["y"].to_numpy(dtype="float64")
+    low = -np.inf if rules.y_min is None else rules.y_min
+    high = np.inf if rules.y_max is None else rules.y_max
+    outside = np.isfinite(y) & ((y < low) | (y > high))
+    found.append(_count_by_series(ids, outside, f"y outside [{rules.y_min}, {rules.y_max}]"))
+    bad_id = ~ids.str.contains(rules.id_pattern, regex=True).to_numpy(dtype=bool)
+    found.append({str(s): "id does not match validation.id_pattern" for s in ids[bad_id].unique()})
+    return merge_reasons(*found)
+
+
+def latest_step(grid: pd.DatetimeIndex, config: PipelineConfig, cut: pd.Timestamp | None) -> int:
+    """The grid position of the latest step the data could hold: the last one before the cut,
+    or the latest timestamp in the data when there is no cut."""
+    if cut is None or not len(grid):
+        return len(grid) - 1
+    end = cut.tz_convert(config.source.timezone) - pd.Timedelta(microseconds=1)
+    return len(pd.date_range(grid[0], end, freq=to_offset(config.frequency))) - 1
+
+
+def stale_series(
+    frame: pd.DataFrame,
+    positions: np.ndarray,
+    grid: pd.DatetimeIndex,
+    config: PipelineConfig,
+    cut: pd.Timestamp | None,
+) -> dict[str, str]:
+    """Forecasting: series whose last value is more than `validation.max_staleness` steps
+    before the latest step (a forecast from them would start from old data)."""
+    limit = config.validation.max_staleness
+    latest = latest_step(grid, config, cut)
+    last = pd.Series(positions, index=frame["unique_id"].to_numpy()).groupby(level=0).max()
+    behind = latest - last
+    timezone = config.source.timezone
+    return {
+        str(series): f"stale: last value at {format_time(grid[last[series]], timezone)}, "
+        f"{int(steps)} steps before the latest; validation.max_staleness={limit}"
+        for series, steps in behind[behind > limit].items()
+    }
+
+
+def long_gap_series(
+    gaps: pd.DataFrame, grid: pd.DatetimeIndex, config: PipelineConfig
+) -> dict[str, str]:
+    """Forecasting: series with a gap longer than `validation.max_gap_fill` (the longest named)."""
+    limit = config.validation.max_gap_fill
+    long = gaps[gaps["missing"] > limit].sort_values("missing", ascending=False, kind="stable")
+    timezone = config.source.timezone
+    return {
+        str(gap.unique_id): f"gap of {gap.missing} missing steps "
+        f"({format_time(grid[gap.before + 1], timezone)} to "
+        f"{format_time(grid[gap.after - 1], timezone)}); validation.max_gap_fill={limit}"
+        for gap in long.drop_duplicates("unique_id").itertuples()
+    }
+
+
+def set_aside_check(
+    name: str, column: str, detail: str, reasons: dict[str, str], config: PipelineConfig
+) -> CheckResult:
+    """A forecast triage check: it passes, counting and naming the series it set aside."""
+    rows = [
+        OffendingRow(unique_id=series, value=why)
+        for series, why in list(reasons.items())[: config.validation.max_failed_rows_shown]
+    ]
+    return CheckResult(
+        name=name,
+        column=column,
+        engine="pandas",
+        status="passed",
+        detail=detail,
+        observed=f"{len(reasons)} series set aside" if reasons else None,
+        unexpected_count=len(reasons),
+        rows=rows,
+    )
+
+
+def share_check(set_aside: dict[str, str], series: int, config: PipelineConfig) -> CheckResult:
+    """The night fails when more than `validation.max_set_aside_share` of the series were set
+    aside: that many bad series means bad data, not a few bad series."""
+    share = config.validation.max_set_aside_share
+    failed = series > 0 and len(set_aside) > share * series
+    rows = [
+        OffendingRow(unique_id=sid, value=why)
+        for sid, why in list(set_aside.items())[: config.validation.max_failed_rows_shown]
+    ]
+    return CheckResult(
+        name="series_set_aside_share",
+        column="unique_id",
+        engine="pandas",
+        status="failed" if failed else "passed",
+        detail=f"at most validation.max_set_aside_share={share} of the series may be set aside",
+        observed=f"{len(set_aside)} of {series} series ({len(set_aside) / max(series, 1):.0%})",
+        unexpected_count=len(set_aside) if failed else 0,
+        rows=rows if failed else [],
+    )
 
 
 # -- repairs and time-grid checks (what GX cannot express) -----------------------------------
@@ -528,12 +719,31 @@ def gap_check(gaps: pd.DataFrame, grid: pd.DatetimeIndex, config: PipelineConfig
     )
 
 
+def observed_cutoffs(frame: pd.DataFrame, config: PipelineConfig) -> SplitCutoffs | None:
+    """The training splits' common calendar cutoffs over the observed rows (None when the data
+    are too short to split; the length check rejects them anyway)."""
+    try:
+        return split_cutoffs(frame["ds"], config.split)
+    except ValueError:
+        return None
+
+
 def fill_gaps(
-    frame: pd.DataFrame, gaps: pd.DataFrame, grid: pd.DatetimeIndex, covariates: list[str]
+    frame: pd.DataFrame,
+    gaps: pd.DataFrame,
+    grid: pd.DatetimeIndex,
+    covariates: list[str],
+    cutoffs: SplitCutoffs | None = None,
 ) -> pd.DataFrame:
-    """Missing steps inserted: y linearly interpolated, covariates carried forward."""
+    """Missing steps inserted and flagged `imputed`: y linearly interpolated, covariates
+    carried forward.
+
+    With `cutoffs` (training) no inserted row takes a value from a later split: a row whose
+    split differs from that of the next observed value carries the last earlier value forward.
+    """
+    flagged = frame.assign(**{IMPUTED: False})
     if gaps.empty:
-        return frame
+        return flagged
     counts = gaps["missing"].to_numpy()
     starts = np.repeat(gaps["before"].to_numpy() + 1, counts)
     steps = starts + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
@@ -543,19 +753,22 @@ def fill_gaps(
                 np.repeat(gaps["unique_id"].to_numpy(), counts), dtype=frame["unique_id"].dtype
             ),
             "ds": grid[steps].tz_convert("UTC").astype(frame["ds"].dtype),
+            IMPUTED: True,
         }
     )
-    combined = pd.concat([frame.assign(_added=False), added.assign(_added=True)], ignore_index=True)
+    combined = pd.concat([flagged, added], ignore_index=True)
     combined = combined.sort_values(KEYS, kind="stable").reset_index(drop=True)
+    inserted = combined[IMPUTED].to_numpy(dtype=bool)
     # gaps are inside a series, so row-order interpolation never crosses into another series
-    combined["y"] = combined["y"].interpolate(method="linear", limit_area="inside")
-    inserted = combined["_added"].to_numpy()
+    y = combined["y"].interpolate(method="linear", limit_area="inside")
+    if cutoffs is not None:
+        next_observed = combined["ds"].where(~combined[IMPUTED]).bfill()
+        crosses = inserted & (cutoffs.labels(combined["ds"]) != cutoffs.labels(next_observed))
+        y = y.where(~crosses, combined["y"].ffill())
+    combined["y"] = y
     for column in covariates:
         combined.loc[inserted, column] = combined[column].ffill()[inserted]
-    return combined.drop(columns="_added")[frame.columns]
-
-
-Purpose = Literal["training", "forecast"]
+    return combined[[*frame.columns, IMPUTED]].astype({IMPUTED: bool})
 
 
 def required_length(config: PipelineConfig, purpose: Purpose) -> int:
@@ -645,19 +858,31 @@ _GRID_CHECKS = [
 
 @dataclass(frozen=True)
 class GridOutcome:
-    """What the time-grid checks found: the (maybe gap-filled) frame, checks, gap counts."""
+    """What the time-grid checks found: the (maybe gap-filled) frame, checks, gap counts and,
+    for a forecast, the series set aside."""
 
     frame: pd.DataFrame
     checks: list[CheckResult]
     gaps_filled: int = 0
     steps_filled: int = 0
     gaps_per_series: dict[str, int] = field(default_factory=dict)
+    set_aside: dict[str, str] = field(default_factory=dict)
 
 
 def grid_checks(
-    frame: pd.DataFrame, config: PipelineConfig, repairable: bool, purpose: Purpose = "training"
+    frame: pd.DataFrame,
+    config: PipelineConfig,
+    repairable: bool,
+    purpose: Purpose = "training",
+    cut: pd.Timestamp | None = None,
+    set_aside: dict[str, str] | None = None,
 ) -> GridOutcome:
-    """Off-grid, gap and length checks; short gaps are filled only when nothing else failed."""
+    """Off-grid, gap and length checks; short gaps are filled only when nothing else failed.
+
+    For a forecast, stale series and series with long gaps join `set_aside` (series already set
+    aside for their values) and are left out before gaps are filled; off-grid stays fatal.
+    """
+    set_aside = dict(set_aside or {})
     positions, grid = grid_positions(frame, config)
     placed = offgrid_check(frame, positions, config)
     if placed.status == "failed":
@@ -666,42 +891,101 @@ def grid_checks(
             skipped("gaps_at_most_max_gap_fill", "ds"),
             length_check(frame, config, purpose),
         ]
-        return GridOutcome(frame, checks)
+        return GridOutcome(frame, checks, set_aside=set_aside)
     gaps = find_gaps(frame, positions)
-    spaced = gap_check(gaps, grid, config)
     per_series = {str(k): int(v) for k, v in gaps.groupby("unique_id").size().items()}
+    triage: list[CheckResult] = []
+    cutoffs = None
+    if purpose == "forecast":
+        stale = stale_series(frame, positions, grid, config, cut)
+        gapped = long_gap_series(gaps, grid, config)
+        triage = [
+            set_aside_check(
+                "series_not_stale",
+                "ds",
+                f"a series may miss at most validation.max_staleness="
+                f"{config.validation.max_staleness} latest steps; staler ones are set aside",
+                stale,
+                config,
+            ),
+            set_aside_check(
+                "series_gaps_fillable",
+                "ds",
+                f"series with a gap over validation.max_gap_fill={config.validation.max_gap_fill}"
+                " steps are set aside",
+                gapped,
+                config,
+            ),
+        ]
+        set_aside = merge_reasons(set_aside, stale, gapped)
+        keep = ~frame["unique_id"].isin(list(set_aside)).to_numpy()
+        frame = frame[keep].reset_index(drop=True)
+        gaps = gaps[~gaps["unique_id"].isin(list(set_aside))].reset_index(drop=True)
+    elif repairable:
+        cutoffs = observed_cutoffs(frame, config)
+    spaced = gap_check(gaps, grid, config)
     if spaced.status != "passed" or not repairable:
         return GridOutcome(
             frame,
-            [placed, spaced, length_check(frame, config, purpose)],
+            [placed, spaced, *triage, length_check(frame, config, purpose)],
             gaps_per_series=per_series,
+            set_aside=set_aside,
         )
-    filled = fill_gaps(frame, gaps, grid, config.source.covariates)
+    filled = fill_gaps(frame, gaps, grid, config.source.covariates, cutoffs)
     return GridOutcome(
         filled,
-        [placed, spaced, length_check(filled, config, purpose)],
+        [placed, spaced, *triage, length_check(filled, config, purpose)],
         gaps_filled=len(gaps),
         steps_filled=int(gaps["missing"].sum()),
         gaps_per_series=per_series,
+        set_aside=set_aside,
     )
 
 
-def validate_frame(
-    frame: pd.DataFrame, config: PipelineConfig, source: str, purpose: Purpose = "training"
-) -> tuple[pd.DataFrame, ValidationReport]:
-    """The repaired frame (sorted by unique_id, ds) and its report; raises DataValidationError.
+def values_triage(
+    frame: pd.DataFrame, config: PipelineConfig
+) -> tuple[dict[str, str], CheckResult]:
+    """Forecasting: the series set aside for their values, and the check that reports them."""
+    problems = series_value_problems(frame, config)
+    check = set_aside_check(
+        "series_values_usable",
+        "y",
+        "y and covariates finite and y within [validation.y_min, validation.y_max], ids match "
+        "validation.id_pattern; other series are set aside",
+        problems,
+        config,
+    )
+    return problems, check
 
-    `purpose="forecast"` asks only for look_back steps per series and sets shorter series aside
-    (left out of the frame, named in the report) instead of rejecting the whole data set.
+
+def validate_frame(
+    frame: pd.DataFrame,
+    config: PipelineConfig,
+    source: str,
+    purpose: Purpose = "training",
+    as_of: str | None = None,
+) -> tuple[pd.DataFrame, ValidationReport]:
+    """The repaired frame (sorted by unique_id, ds, with a boolean `imputed` column) and its
+    report; raises DataValidationError.
+
+    `as_of` (YYYY-MM-DD) first keeps only rows before that date's midnight in the source's zone.
+    `purpose="forecast"` asks only for look_back steps per series and sets a series aside (left
+    out, named in the report) when it is short, stale, has bad values or a long gap; the night
+    fails on structural problems or when more than `max_set_aside_share` of series are set aside.
     """
-    if all(key in frame.columns for key in KEYS):
-        work, repairs = sort_and_deduplicate(frame)
+    cut = cut_as_of(frame, as_of, config.source.timezone)
+    if all(key in cut.frame.columns for key in KEYS):
+        work, repairs = sort_and_deduplicate(cut.frame)
     else:
-        work, repairs = frame.reset_index(drop=True), Repairs()
-    checks = run_expectations(work, config)
+        work, repairs = cut.frame.reset_index(drop=True), Repairs()
+    checks = run_expectations(work, config, purpose)
     if structurally_sound(checks):
+        triaged: dict[str, str] = {}
+        if purpose == "forecast":
+            triaged, values_check = values_triage(work, config)
+            checks.append(values_check)
         repairable = all(c.status != "failed" for c in checks)
-        outcome = grid_checks(work, config, repairable, purpose)
+        outcome = grid_checks(work, config, repairable, purpose, cut.instant, triaged)
     else:
         outcome = GridOutcome(work, [skipped(name, column) for name, column in _GRID_CHECKS])
     repairs = repairs.model_copy(
@@ -709,24 +993,32 @@ def validate_frame(
     )
     checks = checks + outcome.checks
     result = outcome.frame
-    set_aside: dict[str, str] = {}
+    if IMPUTED not in result.columns:
+        result = result.assign(**{IMPUTED: False})
+    set_aside = outcome.set_aside
+    series = int(work["unique_id"].nunique()) if "unique_id" in work.columns else 0
     if purpose == "forecast" and "unique_id" in result.columns:
         need = required_length(config, purpose)
         short = short_series(result, need)
-        set_aside = {
-            str(sid): f"only {n} steps; a forecast needs {need}" for sid, n in short.items()
-        }
+        set_aside = merge_reasons(
+            set_aside,
+            {str(sid): f"only {n} steps; a forecast needs {need}" for sid, n in short.items()},
+        )
         result = result[~result["unique_id"].isin(list(set_aside))].reset_index(drop=True)
+        checks.append(share_check(set_aside, series, config))
     report = ValidationReport(
         source=source,
         passed=all(check.status != "failed" for check in checks),
         rows_in=len(frame),
         rows_out=len(result),
-        series=int(work["unique_id"].nunique()) if "unique_id" in work.columns else 0,
+        series=series,
         checks=checks,
         repairs=repairs,
         gaps_per_series=outcome.gaps_per_series,
         set_aside=set_aside,
+        as_of=cut.as_of,
+        as_of_utc=None if cut.instant is None else cut.instant.isoformat(),
+        rows_after_as_of=cut.rows_dropped,
     )
     if not report.passed:
         raise DataValidationError(report)
@@ -734,26 +1026,34 @@ def validate_frame(
 
 
 def validation_key(
-    config: PipelineConfig, ingested: ArtifactRef, purpose: Purpose = "training"
+    config: PipelineConfig,
+    ingested: ArtifactRef,
+    purpose: Purpose = "training",
+    as_of: str | None = None,
 ) -> str:
-    """Content key: the checks' config (source for its time zone), purpose, input bytes, code."""
-    sections = config.digest("source", "validation", "frequency", "window")
-    return content_key("validate", sections, purpose, ingested.sha256, code_version())
+    """Content key: the checks' config (source for its time zone), purpose, as-of date, input
+    bytes, code."""
+    sections = config.digest("source", "validation", "frequency", "window", "split")
+    return content_key("validate", sections, purpose, as_of, ingested.sha256, code_version())
 
 
 # -- Prefect task ----------------------------------------------------------------------------
 @pipeline_task("validate")
 def validate_task(
-    config: PipelineConfig, ingested: ArtifactRef, purpose: Purpose = "training"
+    config: PipelineConfig,
+    ingested: ArtifactRef,
+    purpose: Purpose = "training",
+    as_of: str | None = None,
 ) -> ArtifactRef:
-    """Validate the ingested frame; publish the report always, write it to the store on failure."""
+    """Validate the ingested frame as of a date; publish the report always, write it to the
+    store on failure."""
     store = store_for(config)
     log = run_logger()
-    key = validation_key(config, ingested, purpose)
+    key = validation_key(config, ingested, purpose, as_of)
     frame, _ = store.read_table(ingested)
     report_key = f"validation-report-{config.name}"
     try:
-        validated, report = validate_frame(frame, config, config.source.path, purpose)
+        validated, report = validate_frame(frame, config, config.source.path, purpose, as_of)
     except DataValidationError as err:
         publish_markdown(report_key, report_markdown(err.report), "Validation report (failed)")
         report_uri = store.uri("reports", "validation", f"{key}.json")
@@ -762,10 +1062,12 @@ def validate_task(
         raise
     publish_markdown(report_key, report_markdown(report), "Validation report (passed)")
     log.info(
-        "validation passed: %d rows, %d series, repairs %s",
+        "validation passed as of %s: %d rows, %d series, repairs %s, %d series set aside",
+        report.as_of or "(no cut)",
         report.rows_out,
         report.series,
         report.repairs,
+        len(report.set_aside),
     )
     existing = store.find("validate", key)
     if existing is not None:
@@ -781,5 +1083,8 @@ def validate_task(
             "series": report.series,
             "source": report.source,
             "set_aside": report.set_aside,
+            "as_of": report.as_of,
+            "as_of_utc": report.as_of_utc,
+            "rows_after_as_of": report.rows_after_as_of,
         },
     )

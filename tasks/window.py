@@ -14,8 +14,10 @@ artifact), `split` and `unique_id`. The windows themselves are never written:
   per-window loop by the factor `benchmarks/bench_windowing.py` measures.
 - Memory: training streams batches (`WindowedData.batches`), so memory is the normalized rows
   plus one batch, whatever the number of windows; the seed held every window in RAM at once.
-- Correctness: windows are cut inside runs of equal (unique_id, split), so none crosses a series
-  or split boundary, and the same rule is tested against a plain reference loop.
+- Correctness: windows never cross a series. A training window lies wholly in train rows; a
+  validation or test window has all its targets in that split and takes its inputs from the
+  rows before them (the past is known at the forecast origin), so short series are still
+  scored. Evaluation windows with an imputed target are left out: filled values are not actuals.
 """
 
 from __future__ import annotations
@@ -27,10 +29,16 @@ import numpy as np
 import pandas as pd
 
 from lstm_model.scaling import SeriesScaler
-from lstm_model.windowing import WindowSpec, gather_windows, iter_batches, run_ids, window_starts
+from lstm_model.windowing import (
+    SPLITS,
+    WindowSpec,
+    gather_windows,
+    iter_batches,
+    split_window_starts,
+)
 from tasks.config import PipelineConfig
-from tasks.normalize import SPLITS, load_normalized
-from tasks.runtime import pipeline_task, publish_table, run_logger, store_for
+from tasks.normalize import IMPUTED, load_normalized
+from tasks.runtime import StepResult, pipeline_task, produce_artifact, publish_table, run_logger
 from tasks.storage import ArtifactError, ArtifactRef, ArtifactStore, code_version, content_key
 
 
@@ -42,14 +50,17 @@ def window_spec(config: PipelineConfig) -> WindowSpec:
 def window_index(normalized: pd.DataFrame, spec: WindowSpec) -> pd.DataFrame:
     """One row per window: `start` row offset into `normalized`, its `split` and `unique_id`.
 
-    Segments are runs of equal (unique_id, split) in row order, so no window crosses a series
-    or a split boundary; a split shorter than look_back + horizon rows contributes no window.
+    The rules are `split_window_starts`': training windows inside train rows, evaluation
+    windows labelled by their targets' split with inputs from earlier rows, imputed targets
+    never scored.
     """
-    starts = window_starts(run_ids(normalized["unique_id"], normalized["split"]), spec)
+    codes = pd.Categorical(normalized["split"], categories=SPLITS).codes
+    imputed = normalized[IMPUTED].to_numpy(dtype=bool) if IMPUTED in normalized.columns else None
+    starts, split_codes = split_window_starts(normalized["unique_id"], codes, spec, imputed)
     return pd.DataFrame(
         {
             "start": starts.astype(np.int64),
-            "split": normalized["split"].iloc[starts].to_numpy(),
+            "split": pd.array(np.asarray(SPLITS, dtype=object)[split_codes], dtype="str"),
             "unique_id": normalized["unique_id"].iloc[starts].to_numpy(),
         }
     )
@@ -65,8 +76,8 @@ def require_training_windows(counts: dict[str, int], spec: WindowSpec) -> None:
     if counts["train"] == 0:
         raise ValueError(
             f"no training windows: no series has {spec.length} consecutive train rows "
-            f"(look_back {spec.look_back} + horizon {spec.horizon}); use a shorter window or "
-            "longer series"
+            f"(look_back {spec.look_back} + horizon {spec.horizon}) before the train cutoff; "
+            "use a shorter window, a larger split.train or longer series"
         )
 
 
@@ -150,48 +161,44 @@ def load_windows(store: ArtifactStore, window_ref: ArtifactRef) -> WindowedData:
 @pipeline_task("window")
 def window_task(config: PipelineConfig, normalized: ArtifactRef) -> ArtifactRef:
     """Index the windows of every split; the index points into the normalized artifact."""
-    logger = run_logger()
-    store = store_for(config)
-    key = window_key(config, normalized)
-    if (done := store.find("window", key)) is not None:
-        logger.info("Window index already exists for these inputs: %s", done.uri)
-        return done
-    frame, _, features = load_normalized(store, normalized)
-    spec = window_spec(config)
-    index = window_index(frame, spec)
-    counts = windows_per_split(index)
-    require_training_windows(counts, spec)
-    for name in SPLITS[1:]:
-        if counts[name] == 0:
-            logger.warning(
-                "No %s windows: no series has %d consecutive %s rows", name, spec.length, name
-            )
-    ref = store.write_table(
-        "window",
-        key,
-        index,
-        config_hash=config.digest(),
-        inputs=[normalized],
-        extra={
+
+    def compute(store: ArtifactStore) -> StepResult:
+        logger = run_logger()
+        frame, _, features = load_normalized(store, normalized)
+        spec = window_spec(config)
+        index = window_index(frame, spec)
+        counts = windows_per_split(index)
+        require_training_windows(counts, spec)
+        for name in SPLITS[1:]:
+            if counts[name] == 0:
+                logger.warning(
+                    "No %s windows: no series has %d %s rows (horizon) after %d earlier rows",
+                    name,
+                    spec.horizon,
+                    name,
+                    spec.look_back,
+                )
+        logger.info(
+            "Indexed %s windows (look_back %d, horizon %d, stride %d): %s",
+            f"{len(index):,}",
+            spec.look_back,
+            spec.horizon,
+            spec.stride,
+            ", ".join(f"{name} {count:,}" for name, count in counts.items()),
+        )
+        publish_table(
+            f"window-{config.name}",
+            [{"split": name, "windows": count} for name, count in counts.items()],
+            "Windows per split (evaluation windows are labelled by their targets)",
+        )
+        return index, {
             "look_back": spec.look_back,
             "horizon": spec.horizon,
             "stride": spec.stride,
             "features": features,
             "windows": counts,
             "series": normalized.uri,
-        },
-    )
-    logger.info(
-        "Indexed %s windows (look_back %d, horizon %d, stride %d): %s",
-        f"{len(index):,}",
-        spec.look_back,
-        spec.horizon,
-        spec.stride,
-        ", ".join(f"{name} {count:,}" for name, count in counts.items()),
-    )
-    publish_table(
-        f"window-{config.name}",
-        [{"split": name, "windows": count} for name, count in counts.items()],
-        "Windows per split (none crosses a series or split boundary)",
-    )
-    return ref
+        }
+
+    key = window_key(config, normalized)
+    return produce_artifact(config, "window", key, [normalized], compute)

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from lstm_model.metrics import OVERALL
 from tasks.backtest import (
     BACKTEST_COLUMNS,
     BacktestError,
@@ -19,7 +20,6 @@ from tasks.backtest import (
 )
 from tasks.config import PipelineConfig, SplitConfig
 from tasks.ingest import ingest_task
-from tasks.registry import OVERALL
 from tasks.storage import ArtifactRef, ArtifactStore
 from tasks.validate import validate_task
 from tests.support import SERIES, small_config, write_small_source
@@ -64,40 +64,33 @@ def labels_of(part: pd.DataFrame, uid: str) -> list[str]:
 
 def test_fold_splits_of_one_series_are_exact() -> None:
     frame = validated_frame()
-    # "a": 100 rows, test region = last 20 rows in blocks [80, 86), [86, 93), [93, 100);
-    # rows before each block split 0.6 : 0.2, i.e. 75 % train.
+    # 100 instants; the test region is instants [80, 100) in blocks [80, 86), [86, 93),
+    # [93, 100); the instants before each block split 0.6 : 0.2, i.e. 75 % train.
     expected = [(60, 20, 6), (64, 22, 7), (69, 24, 7)]
     for fold, (train, validation, test) in enumerate(expected):
         labels = labels_of(fold_splits(frame, fold, FOLDS, SPLIT), "a")
         assert labels == ["train"] * train + ["validation"] * validation + ["test"] * test
+    # Shorter series get the same calendar instants, not their own shares: "c" (40 days)
+    # is all train in every fold, "b" (61 days) has one validation day in fold 0.
+    assert labels_of(fold_splits(frame, 0, FOLDS, SPLIT), "c") == ["train"] * 40
+    assert labels_of(fold_splits(frame, 0, FOLDS, SPLIT), "b") == ["train"] * 60 + ["validation"]
 
 
-def test_folds_are_consecutive_blocks_of_the_test_region_with_expanding_train() -> None:
+def test_folds_are_consecutive_calendar_blocks_with_expanding_train() -> None:
     frame = validated_frame()
     parts = [fold_splits(frame, fold, FOLDS, SPLIT) for fold in range(FOLDS)]
-    for uid, rows in LENGTHS.items():
-        ds = frame.loc[frame["unique_id"] == uid, "ds"].reset_index(drop=True)
-        n_test = int(rows * SPLIT.test + 1e-9)
-        test_positions, train_sizes, next_block = [], [], rows - n_test
-        for part in parts:
-            series = part[part["unique_id"] == uid].reset_index(drop=True)
-            labels = series["split"].tolist()
-            n_train, n_validation = labels.count("train"), labels.count("validation")
-            block = labels.count("test")
-            # Train, then validation, then this fold's block: rows after it are dropped.
-            assert labels == ["train"] * n_train + ["validation"] * n_validation + ["test"] * block
-            pd.testing.assert_series_equal(series["ds"], ds.iloc[: len(series)], check_names=False)
-            # The block starts right where the previous one ended (consecutive, no overlap).
-            assert n_train + n_validation == next_block
-            next_block += block
-            assert abs(block - n_test / FOLDS) < 1
-            # Train and validation keep the configured ratio (up to flooring).
-            assert abs(n_train - (n_train + n_validation) * 0.75) < 1 and n_train >= 1
-            test_positions.extend(range(n_train + n_validation, len(series)))
-            train_sizes.append(n_train)
-        # Together the blocks are exactly the last floor(rows * test) rows, each row once.
-        assert test_positions == list(range(rows - n_test, rows))
-        assert train_sizes == sorted(set(train_sizes))  # strictly growing: expanding window
+    test_instants, train_ends = [], []
+    for part in parts:
+        spans = part.groupby("split")["ds"].agg(["min", "max"])
+        # Common cutoffs: no series trains on an instant another series validates or tests on.
+        assert spans.loc["train", "max"] < spans.loc["validation", "min"]
+        assert spans.loc["validation", "max"] < spans.loc["test", "min"]
+        assert part["ds"].max() == spans.loc["test", "max"]  # rows after the block are dropped
+        test_instants.extend(sorted(part.loc[part["split"] == "test", "ds"].unique()))
+        train_ends.append(spans.loc["train", "max"])
+    # Together the blocks are exactly the last 20 instants, each once, in order.
+    assert test_instants == list(pd.date_range("2024-03-21", periods=20, freq="D", tz="UTC"))
+    assert train_ends == sorted(set(train_ends))  # strictly growing: expanding window
 
 
 def test_fold_splits_keep_the_rows_values_and_refuse_bad_folds() -> None:
@@ -123,13 +116,12 @@ def test_a_test_block_shorter_than_a_window_fails_before_any_training(
         raise AssertionError("trained before checking the folds")
 
     monkeypatch.setattr(tasks.backtest, "train_model", no_training)
-    # Longest test block of fold 0: 6 rows (series "a"); a window needs 8 + 3 = 11.
+    # Fold 0's test block is 6 days; a test window needs its 7 targets inside one block.
     with pytest.raises(BacktestError) as caught:
-        run_backtest(validated_frame(), unit_config(tmp_path, folds=FOLDS))
+        run_backtest(validated_frame(), unit_config(tmp_path, folds=FOLDS, horizon=7))
     message = str(caught.value)
-    assert "fold 0 of 3" in message and "6 rows long" in message
-    assert "8 + 3 = 11 rows" in message
-    assert "fewer folds" in message and "larger test share" in message
+    assert "fold 0 of 3 has no test window" in message
+    assert "look_back 8 + horizon 7" in message and "fewer folds" in message
 
 
 def test_a_disabled_backtest_says_which_setting_to_change(tmp_path: Path) -> None:
@@ -150,7 +142,7 @@ def backtested(tmp_path_factory: pytest.TempPathFactory) -> tuple[PipelineConfig
         base / "store",
         evaluation={"backtest_folds": 2, "gate_must_beat": "none", "plot_series": 2},
     )
-    validated = validate_task.fn(config, ingest_task.fn(config, "2026-11-20"))
+    validated = validate_task.fn(config, ingest_task.fn(config, "2026-11-20"), as_of="2026-11-20")
     return config, backtest_task.fn(config, validated)
 
 
@@ -184,7 +176,7 @@ def test_backtest_task_scores_every_fold_against_the_baselines(backtested) -> No
 
 def test_backtest_rerun_finds_the_same_artifact(backtested) -> None:
     config, ref = backtested
-    validated = validate_task.fn(config, ingest_task.fn(config, "2026-11-20"))
+    validated = validate_task.fn(config, ingest_task.fn(config, "2026-11-20"), as_of="2026-11-20")
     assert backtest_task.fn(config, validated) == ref
 
 

@@ -47,20 +47,20 @@ def test_forecast_run_show_and_errors_on_each_example_config(config_path: Path, 
     shown = forecast("show", "--config", str(config_path), env=env)
     assert shown.returncode == 1 and "run `forecast train` first" in shown.stdout
 
-    ran = forecast("run", "--config", str(config_path), "--date", "2026-11-24", env=env)
+    ran = forecast("run", "--config", str(config_path), "--date", "2016-08-15", env=env)
     assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
     for step in ("ingest", "validate", "normalize", "window", "train", "evaluate", "model"):
         assert f"  {step} " in ran.stdout, f"artifact of {step} not printed"
     assert "promoted to champion" in ran.stdout
     assert "seasonal_naive" in ran.stdout and "mase" in ran.stdout
-    out = Path(config.storage.root) / "forecasts" / config.name / "run_date=2026-11-24"
+    out = Path(config.storage.root) / "forecasts" / config.name / "run_date=2016-08-15"
     assert str(out / "forecast.parquet") in ran.stdout
     forecast_rows = pd.read_parquet(out / "forecast.parquet")
     series = pd.read_parquet(config.source.path, columns=[config.source.id_column]).nunique()
     assert len(forecast_rows) == int(series.iloc[0]) * config.window.horizon
 
     shown = forecast("show", "--config", str(config_path), env=env)
-    assert shown.returncode == 0 and "Latest forecast: run_date=2026-11-24" in shown.stdout
+    assert shown.returncode == 0 and "Latest forecast: run_date=2016-08-15" in shown.stdout
 
     bad = forecast(
         "run", "--config", str(config_path), env={**env, "FORECAST__SCALING__METHOD": '"zscore"'}
@@ -83,6 +83,29 @@ def test_cli_help_answers_without_importing_the_heavy_libraries() -> None:
         check=True,
     )
     assert json.loads(done.stdout) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["predict", "--date", "2026-13-01"], "--date '2026-13-01' is not a date YYYY-MM-DD"),
+        (["train", "--date", "tomorrow"], "--date 'tomorrow' is not a date YYYY-MM-DD"),
+        (
+            ["backfill", "--from", "2026-11-01", "--to", "2026-11-31"],
+            "--to '2026-11-31' is not a date YYYY-MM-DD",
+        ),
+        (
+            ["backfill", "--from", "2026-11-05", "--to", "2026-11-01"],
+            "--from 2026-11-05 is after --to 2026-11-01: nothing to replay",
+        ),
+    ],
+)
+def test_a_malformed_date_option_ends_in_one_clear_line(args: list[str], line: str) -> None:
+    config = str(REPO / "configs" / "chicago.toml")
+    done = forecast(*args, "--config", config, env=dict(os.environ))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [f"forecast {args[0]} failed: {line}"]
+    assert done.stdout == ""
 
 
 def test_cli_gives_the_embedded_server_time_to_start_unless_told_otherwise(monkeypatch) -> None:

@@ -47,7 +47,7 @@ def test_served_nightly_deployment_writes_the_forecast(tmp_path: Path, monkeypat
         deployment.apply()
         runner.add_deployment(deployment)
     flow_run = run_deployment(
-        "nightly-forecast/nightly-forecast", parameters={"run_date": "2026-11-21"}, timeout=0
+        "nightly-forecast/nightly-forecast", parameters={"run_date": "2016-08-15"}, timeout=0
     )
     asyncio.run(runner.start(run_once=True))  # runs the due flow run in a subprocess, then returns
 
@@ -61,9 +61,9 @@ def test_served_nightly_deployment_writes_the_forecast(tmp_path: Path, monkeypat
         settled_states(read, ["nightly"], f"flow run {flow_run.id}")
         finished = client.read_flow_run(flow_run.id)
     assert finished.state.is_completed(), finished.state
-    assert finished.name == "forecast-2026-11-21"
+    assert finished.name == "forecast-2016-08-15"
     out = (
-        tmp_path / "store" / "forecasts" / config.name / "run_date=2026-11-21" / "forecast.parquet"
+        tmp_path / "store" / "forecasts" / config.name / "run_date=2016-08-15" / "forecast.parquet"
     )
     forecast = pd.read_parquet(out)
     assert len(forecast) == len(SERIES) * HORIZON

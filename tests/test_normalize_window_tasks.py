@@ -12,11 +12,10 @@ from lstm_model.scaling import SeriesScaler
 from lstm_model.windowing import WindowSpec
 from tasks.config import PipelineConfig, SplitConfig
 from tasks.normalize import (
-    assign_splits,
     load_normalized,
     normalize,
     normalize_task,
-    split_sizes,
+    split_cutoffs,
 )
 from tasks.storage import ArtifactRef, ArtifactStore
 from tasks.window import load_windows, window_index, window_task
@@ -62,23 +61,71 @@ def validated(store: ArtifactStore) -> ArtifactRef:
     return store.write_table("validate", "fixture", frame, config_hash="test")
 
 
-def test_split_sizes_are_chronological_fractions() -> None:
-    split = SplitConfig(train=0.7, validation=0.15)
-    n_train, n_validation = split_sizes(np.array([100, 10, 1, 0, 3]), split)
-    assert n_train.tolist() == [70, 7, 1, 0, 2]
-    assert n_validation.tolist() == [15, 1, 0, 0, 0]
+def test_split_cutoffs_are_shares_of_the_distinct_instants() -> None:
+    ds = pd.Series(pd.date_range("2024-01-01", periods=100, freq="D", tz="UTC"))
+    cutoffs = split_cutoffs(ds, SplitConfig(train=0.7, validation=0.15))
+    assert cutoffs.train_end == pd.Timestamp("2024-03-11", tz="UTC")  # instant 70
+    assert cutoffs.validation_end == pd.Timestamp("2024-03-26", tz="UTC")  # instant 85
+    labels = pd.Series(cutoffs.labels(ds))
+    assert labels.value_counts().to_dict() == {"train": 70, "validation": 15, "test": 15}
+    # Zone-aware timestamps in another zone are the same instants.
+    assert (cutoffs.labels(ds.dt.tz_convert("America/Chicago")) == labels.to_numpy()).all()
+    # Three instants are the least that can be split; each split keeps at least one.
+    tiny = split_cutoffs(ds[:3], SplitConfig(train=0.9, validation=0.05))
+    assert pd.Series(tiny.labels(ds[:3])).tolist() == ["train", "validation", "test"]
+    with pytest.raises(ValueError, match="cannot split 2 distinct"):
+        split_cutoffs(ds[:2], SplitConfig())
 
 
-def test_assign_splits_per_series_in_time_order() -> None:
-    frame = validated_frame()
-    labelled = assign_splits(frame, SplitConfig(train=0.7, validation=0.15))
-    assert labelled["split"].dtype == "str"
-    for uid, rows in LENGTHS.items():
-        labels = labelled.loc[labelled["unique_id"] == uid, "split"].tolist()
-        n_train, n_val = int(rows * 0.7 + 1e-9), int(rows * 0.15 + 1e-9)
-        assert labels == ["train"] * n_train + ["validation"] * n_val + ["test"] * (
-            rows - n_train - n_val
+def uneven_frame() -> pd.DataFrame:
+    """Two stations: one since 2020, one opened in 2021; both observed to 2021-12-31."""
+    parts = [
+        pd.DataFrame(
+            {
+                "unique_id": uid,
+                "ds": pd.date_range(start, "2021-12-31", freq="D", tz="UTC"),
+            }
         )
+        for uid, start in (("new", "2021-01-01"), ("old", "2020-01-01"))
+    ]
+    frame = pd.concat(parts, ignore_index=True)
+    frame["y"] = np.arange(len(frame), dtype=float) % 17
+    return frame
+
+
+def test_uneven_series_starts_share_the_calendar_cutoffs(tmp_path: Path) -> None:
+    frame = uneven_frame()
+    config = PipelineConfig(
+        name="unit",
+        source={"path": "unused.parquet"},
+        window={"look_back": 7, "horizon": 3},
+        storage={"root": str(tmp_path)},
+    )
+    normalized, _ = normalize(frame, config)
+    by_split = normalized.groupby("split")["ds"].agg(["min", "max"])
+    # No training row is dated at or after the first validation or test instant of ANY series:
+    # per-series 70/15/15 put 'new's training rows inside 'old's test period (350 days here).
+    assert by_split.loc["train", "max"] < by_split.loc["validation", "min"]
+    assert by_split.loc["validation", "max"] < by_split.loc["test", "min"]
+    cutoffs = split_cutoffs(frame["ds"], config.split)
+    for _, rows in normalized.groupby("unique_id"):
+        train = rows.loc[rows["split"] == "train", "ds"]
+        test = rows.loc[rows["split"] == "test", "ds"]
+        assert train.max() < cutoffs.train_end <= cutoffs.validation_end <= test.min()
+        assert test.max() == pd.Timestamp("2021-12-31", tz="UTC")
+
+
+def test_a_series_starting_after_the_train_cutoff_is_left_out(tmp_path: Path) -> None:
+    frame = uneven_frame()
+    late = pd.DataFrame(
+        {"unique_id": "late", "ds": pd.date_range("2021-11-01", "2021-12-31", tz="UTC")}
+    )
+    late["y"] = 1.0
+    frame = pd.concat([frame, late], ignore_index=True).sort_values(["unique_id", "ds"])
+    config = PipelineConfig(name="unit", source={"path": "x.parquet"}, window={"look_back": 7})
+    normalized, scaler = normalize(frame.reset_index(drop=True), config)
+    assert scaler.series == ("new", "old")
+    assert "late" not in set(normalized["unique_id"])
 
 
 def test_normalize_refuses_unsorted_rows(tmp_path: Path) -> None:
@@ -155,7 +202,9 @@ def test_window_task_indexes_into_the_normalized_rows(
     features = normalized[["y", "c1", "c2"]].to_numpy(np.float32)
     np.testing.assert_array_equal(x[1], features[start : start + 8])
     np.testing.assert_array_equal(y[1], features[start + 8 : start + 11, 0])
-    assert (normalized["split"].iloc[start : start + 11] == "validation").all()
+    # Its targets are validation rows; its inputs may reach back into train rows.
+    assert (normalized["split"].iloc[start + 8 : start + 11] == "validation").all()
+    assert (normalized["unique_id"].iloc[start : start + 11].nunique()) == 1
     stamps = data.target_ds("validation")[1]
     expected = normalized["ds"].iloc[start + 8 : start + 11].dt.tz_localize(None).to_numpy()
     np.testing.assert_array_equal(stamps, expected)

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
+from lstm_model.forecasters import ScaledModelForecaster, SeasonalNaive
 from lstm_model.scaling import fit_scaler
-from tasks.predict import forecast_frame, forecastable, future_grid
+from tasks.config import PipelineConfig
+from tasks.predict import (
+    FALLBACK_VERSION,
+    NoChampionError,
+    forecast_frame,
+    forecastable,
+    future_grid,
+    predict_frame,
+    serving_forecaster,
+)
+from tasks.registry import ModelRegistry
+from tasks.storage import ArtifactStore
 
 
 def frame(lengths: dict[str, int]) -> pd.DataFrame:
@@ -25,10 +38,54 @@ def frame(lengths: dict[str, int]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+class LastScaledValue:
+    """A model whose output is known: each window's last scaled target, for every step."""
+
+    def __init__(self, horizon: int) -> None:
+        self.horizon = horizon
+
+    def predict(self, inputs: np.ndarray, verbose: int = 0) -> np.ndarray:
+        return np.repeat(inputs[:, -1:, 0], self.horizon, axis=1)
+
+
+def noisy_frame() -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    parts = [
+        pd.DataFrame(
+            {
+                "unique_id": uid,
+                "ds": pd.date_range("2026-01-01", periods=n, freq="D", tz="UTC"),
+                "y": level + rng.standard_normal(n) * spread,
+                "x": rng.uniform(0, 1, n),
+            }
+        )
+        for uid, n, level, spread in (("a", 40, 1000.0, 50.0), ("b", 30, 3.0, 0.5))
+    ]
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_forecast_values_are_in_original_units() -> None:
+    history = noisy_frame()
+    # Fitted on the first rows only, so scaled and original values differ a lot.
+    scaler = fit_scaler(history.groupby("unique_id").head(20), ["y", "x"], "standard")
+    model = ScaledModelForecaster(LastScaledValue(3), scaler, ["y", "x"], look_back=5, horizon=3)
+    table, skipped = predict_frame(history, model, "D", "UTC", model_version="v1")
+    assert skipped == {}
+    last = history.groupby("unique_id")["y"].last()  # computed independently of the model path
+    for uid in ("a", "b"):
+        rows = table[table["unique_id"] == uid]
+        np.testing.assert_allclose(rows["yhat"], [last[uid]] * 3, rtol=1e-6)
+        assert rows["ds"].iloc[0] == history.loc[history["unique_id"] == uid, "ds"].max() + (
+            pd.Timedelta(days=1)
+        )
+    assert set(table["model"]) == {"lstm"} and not table["fallback"].any()
+
+
 def test_unknown_and_short_series_are_skipped_with_reasons() -> None:
     scaler = fit_scaler(frame({"a": 20, "b": 20}), ["y"], "standard")
-    usable, skipped = forecastable(frame({"a": 20, "b": 5, "c": 30}), scaler, look_back=10)
-    assert sorted(usable["unique_id"].unique()) == ["a"]
+    model = ScaledModelForecaster(LastScaledValue(2), scaler, ["y"], look_back=10, horizon=2)
+    ids, ends, skipped = forecastable(frame({"a": 20, "b": 5, "c": 30}), model)
+    assert ids.tolist() == ["a"] and ends.tolist() == [20]
     assert skipped == {
         "b": "only 5 rows; the model needs 10",
         "c": "not in the champion's training data (retrain to include it)",
@@ -57,18 +114,19 @@ def test_forecast_frame_has_one_row_per_series_and_step() -> None:
         ids,
         future,
         np.array([[1.0, 2.0], [3.0, 4.0]]),
+        model="lstm",
         model_version="v1",
-        run_id="r1",
-        created_at=datetime(2026, 11, 25, tzinfo=UTC),
+        fallback=False,
     )
+    # Nothing that changes between replays of a night (run id, wall-clock time) is in the file.
     assert list(table.columns) == [
         "unique_id",
         "ds",
         "step",
         "yhat",
+        "model",
         "model_version",
-        "run_id",
-        "created_at",
+        "fallback",
     ]
     assert table["unique_id"].tolist() == ["a", "a", "b", "b"]
     assert table["step"].tolist() == [1, 2, 1, 2]
@@ -85,3 +143,30 @@ def test_daily_grid_stays_at_local_midnight_across_daylight_saving() -> None:
         "2026-03-09 05:00:00",
         "2026-03-10 05:00:00",
     ]
+
+
+def test_without_a_champion_the_fallback_is_seasonal_naive_and_labelled(tmp_path: Path) -> None:
+    config = PipelineConfig(
+        source={"path": "x.parquet"},
+        window={"look_back": 14, "horizon": 10},
+        evaluation={"season_length": 7},
+        storage={"root": str(tmp_path)},
+    )
+    registry = ModelRegistry(ArtifactStore(str(tmp_path)), config.name)
+    forecaster, version, fallback = serving_forecaster(registry, config)
+    assert isinstance(forecaster, SeasonalNaive) and fallback and version == FALLBACK_VERSION
+    history = noisy_frame()
+    table, skipped = predict_frame(
+        history, forecaster, "D", "UTC", model_version=version, fallback=True
+    )
+    assert skipped == {}
+    for uid in ("a", "b"):
+        week = history.loc[history["unique_id"] == uid, "y"].to_numpy()[-7:]
+        expected = np.concatenate([week, week[:3]])  # step h repeats the value a week before
+        np.testing.assert_array_equal(table.loc[table["unique_id"] == uid, "yhat"], expected)
+    assert set(table["model"]) == {"seasonal_naive"} and table["fallback"].all()
+    off = config.model_copy(
+        update={"forecast": config.forecast.model_copy(update={"fallback": False})}
+    )
+    with pytest.raises(NoChampionError, match="train one first"):
+        serving_forecaster(registry, off)

@@ -6,12 +6,21 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from tasks.ingest import IngestError
-from tasks.runtime import artifact_key, is_transient_io_error, resolve_run_date
+from tasks.runtime import (
+    RunDateError,
+    artifact_key,
+    is_transient_io_error,
+    nights,
+    resolve_run_date,
+    run_date_for,
+)
 from tasks.storage import ArtifactError
 from tasks.validate import DataValidationError
 from tests.support import REPO
@@ -46,8 +55,41 @@ def test_validation_errors_are_not_retried() -> None:
 def test_run_date_is_checked_and_defaults_to_today() -> None:
     assert resolve_run_date("2026-11-24") == "2026-11-24"
     assert len(resolve_run_date(None)) == 10
-    with pytest.raises(ValueError):
-        resolve_run_date("24/11/2026")
+    for bad in ("24/11/2026", "2026-13-01", "tomorrow", "20261124", "2026-02-30"):
+        with pytest.raises(RunDateError, match=f"{bad!r} is not a date YYYY-MM-DD"):
+            resolve_run_date(bad)
+
+
+def test_run_date_outside_a_flow_run_is_today_in_the_schedule_zone() -> None:
+    def today() -> str:
+        return datetime.now(ZoneInfo("Pacific/Kiritimati")).date().isoformat()  # UTC+14
+
+    before = today()
+    resolved = resolve_run_date(None, "Pacific/Kiritimati")
+    assert resolved in {before, today()}  # the same date unless midnight passed in between
+
+
+def test_a_scheduled_run_belongs_to_its_scheduled_night_in_the_schedule_zone() -> None:
+    late = datetime(2026, 11, 21, 3, 30, tzinfo=UTC)  # executed a day later, at 15:00 UTC
+    now = datetime(2026, 11, 22, 15, 0, tzinfo=UTC)
+    # 03:30 UTC is still the evening of the 20th in Chicago: the UTC date is not the night
+    assert run_date_for(late, now, "America/Chicago") == "2026-11-20"
+    assert run_date_for(late, now, "UTC") == "2026-11-21"
+    assert run_date_for(late, now, "Asia/Tokyo") == "2026-11-21"
+    assert run_date_for(None, now, "America/Chicago") == "2026-11-22"  # unscheduled: now
+    assert run_date_for(None, datetime(2026, 11, 22, 3, 0), "America/Chicago") == "2026-11-21"
+
+
+def test_nights_are_every_date_in_order_and_never_reversed() -> None:
+    assert nights("2026-02-27", "2026-03-02") == [
+        "2026-02-27",
+        "2026-02-28",
+        "2026-03-01",
+        "2026-03-02",
+    ]
+    assert nights("2026-03-01", "2026-03-01") == ["2026-03-01"]
+    with pytest.raises(RunDateError, match="2026-03-02 is after the last night 2026-03-01"):
+        nights("2026-03-02", "2026-03-01")
 
 
 def test_artifact_keys_are_lowercase_dashes() -> None:

@@ -13,6 +13,7 @@ from lstm_model.windowing import (
     make_windows,
     run_ids,
     segment_bounds,
+    split_window_starts,
     window_starts,
 )
 
@@ -70,6 +71,69 @@ def reference_windows(
     x = np.array(inputs).reshape(-1, spec.look_back, features)
     y = np.array(targets).reshape(-1, spec.horizon)
     return starts, x, y
+
+
+def reference_labelled_windows(
+    series: np.ndarray, splits: np.ndarray, spec: WindowSpec, unscorable: np.ndarray
+) -> tuple[list[int], list[str]]:
+    """The rule spelled out per window: every window of a series, kept by its targets' split.
+
+    Training windows lie wholly in train rows; a validation or test window has every target
+    in that split (inputs from any earlier rows of the series) and no unscorable target.
+    """
+    starts, labels = [], []
+    first = 0
+    while first < len(series):
+        last = first
+        while last < len(series) and series[last] == series[first]:
+            last += 1
+        start = first
+        while start + spec.length <= last:
+            window = list(splits[start : start + spec.length])
+            targets = window[spec.look_back :]
+            if set(window) == {"train"}:
+                starts.append(start)
+                labels.append("train")
+            elif (
+                len(set(targets)) == 1
+                and targets[0] != "train"
+                and not unscorable[start + spec.look_back : start + spec.length].any()
+            ):
+                starts.append(start)
+                labels.append(targets[0])
+            start += spec.stride
+        first = last
+    return starts, labels
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=str)
+@pytest.mark.parametrize("seed", range(12))
+def test_labelled_windows_match_the_rule_spelled_out(seed: int, spec: WindowSpec) -> None:
+    _, series, splits = random_panel(seed)
+    unscorable = np.random.default_rng(seed).random(len(series)) < 0.05
+    codes = pd.Categorical(splits, categories=SPLITS).codes
+    starts, split_codes = split_window_starts(series, codes, spec, unscorable)
+    expected_starts, expected_labels = reference_labelled_windows(series, splits, spec, unscorable)
+    assert starts.tolist() == expected_starts
+    assert SPLITS[split_codes].tolist() == expected_labels
+
+
+def test_evaluation_windows_take_inputs_from_earlier_splits() -> None:
+    # 6 train rows then 4 validation rows: validation windows start before the cutoff.
+    series = np.array(["a"] * 10, dtype=object)
+    codes = np.array([0] * 6 + [1] * 4)
+    spec = WindowSpec(look_back=3, horizon=2)
+    starts, split_codes = split_window_starts(series, codes, spec)
+    assert starts.tolist() == [0, 1, 3, 4, 5]
+    assert split_codes.tolist() == [0, 0, 1, 1, 1]
+    # An imputed target is never scored; an imputed input is fine.
+    imputed = np.zeros(10, dtype=bool)
+    imputed[7] = True
+    starts, _ = split_window_starts(series, codes, spec, imputed)
+    assert starts.tolist() == [0, 1, 5]
+    imputed[:] = False
+    imputed[4] = True  # an input of the validation windows
+    assert split_window_starts(series, codes, spec, imputed)[0].tolist() == [0, 1, 3, 4, 5]
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=str)
@@ -219,17 +283,20 @@ def test_make_windows_sorts_and_respects_splits() -> None:
     )
     shuffled = frame.sample(frac=1.0, random_state=0)
     windows = make_windows(shuffled, spec, ["x", "y"], split_column="split")
-    expected_starts, expected_x, expected_y = reference_windows(
-        values[:, [0, 1]], series, splits, spec, target_index=1
-    )
+    no_flags = np.zeros(len(series), dtype=bool)
+    expected_starts, expected_labels = reference_labelled_windows(series, splits, spec, no_flags)
     assert windows.starts.tolist() == expected_starts
+    assert windows.splits.tolist() == expected_labels
+    expected_x, expected_y = gather_windows(
+        values[:, [0, 1]], np.array(expected_starts, dtype=np.int64), spec, target_index=1
+    )
     np.testing.assert_array_equal(windows.inputs, expected_x.astype(np.float32))
     np.testing.assert_array_equal(windows.targets, expected_y.astype(np.float32))
     assert windows.unique_ids.tolist() == series[expected_starts].tolist()
     assert len(windows) == len(expected_starts)
     train = windows.select("train")
-    assert set(train.splits.tolist()) <= {"train"}
-    assert len(train) == int((splits[expected_starts] == "train").sum())
+    assert set(train.splits.tolist()) == {"train"}
+    assert len(train) == expected_labels.count("train")
     without_splits = make_windows(frame, spec, ["y", "x"])
     assert without_splits.splits is None
     with pytest.raises(ValueError):

@@ -1,0 +1,155 @@
+"""One small forecaster interface, implemented by the LSTM and by the baselines alike.
+
+Evaluation, the promotion gate and the nightly flow ask every model the same question: given
+a long frame of history in original units (rows sorted by `unique_id`, `ds`) and, per window,
+the row one past its last input row (its *origin* `end`), what are the next `horizon` values?
+A forecaster answers in original units and says which windows it can answer at all
+(`supports`): a champion trained before a series existed, or one needing a longer history,
+simply does not support those windows, instead of crashing the evaluation.
+
+Adding a model means one class with `name`, `look_back`, `horizon`, `supports` and `predict`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from lstm_model.baselines import naive_forecast, seasonal_naive_forecast
+from lstm_model.scaling import SeriesScaler
+from lstm_model.windowing import segment_bounds
+
+
+class Forecaster(Protocol):
+    """What every model offers evaluation, the gate and the nightly flow."""
+
+    name: str
+    look_back: int  # rows of history needed before the origin
+    horizon: int
+
+    def supports(self, frame: pd.DataFrame, ends: np.ndarray) -> np.ndarray:
+        """(n,) bool: which windows this forecaster can forecast."""
+        ...
+
+    def predict(self, frame: pd.DataFrame, ends: np.ndarray) -> np.ndarray:
+        """(n, horizon) forecasts in original units for the windows ending before `ends`."""
+        ...
+
+
+def series_first_rows(frame: pd.DataFrame) -> np.ndarray:
+    """(rows,) offset of the first row of each row's series (rows sorted by unique_id, ds)."""
+    codes, _ = pd.factorize(frame["unique_id"])
+    starts, lengths = segment_bounds(codes)
+    return np.repeat(starts, lengths)
+
+
+def history_available(frame: pd.DataFrame, ends: np.ndarray, look_back: int) -> np.ndarray:
+    """(n,) bool: the `look_back` rows before each origin all belong to the origin's series."""
+    ends = np.asarray(ends, dtype=np.int64)
+    if ends.size == 0:
+        return np.zeros(0, dtype=bool)
+    if ends.min() < 1 or ends.max() > len(frame):
+        raise IndexError(f"window ends must lie in [1, {len(frame)}]")
+    return ends - look_back >= series_first_rows(frame)[ends - 1]
+
+
+def input_rows(ends: np.ndarray, look_back: int) -> np.ndarray:
+    """(n, look_back) row offsets of each window's inputs."""
+    return np.asarray(ends, dtype=np.int64)[:, None] - look_back + np.arange(look_back)
+
+
+def target_rows(ends: np.ndarray, horizon: int) -> np.ndarray:
+    """(n, horizon) row offsets of each window's targets (they must exist in the frame)."""
+    return np.asarray(ends, dtype=np.int64)[:, None] + np.arange(horizon)
+
+
+@dataclass(frozen=True)
+class SeasonalNaive:
+    """The last `season` observed values, repeated: the baseline every model must beat."""
+
+    horizon: int
+    season: int
+    name: str = "seasonal_naive"
+
+    @property
+    def look_back(self) -> int:
+        return self.season
+
+    def supports(self, frame: pd.DataFrame, ends: np.ndarray) -> np.ndarray:
+        return history_available(frame, ends, self.look_back)
+
+    def predict(self, frame: pd.DataFrame, ends: np.ndarray) -> np.ndarray:
+        history = frame["y"].to_numpy(dtype=np.float64)[input_rows(ends, self.look_back)]
+        return seasonal_naive_forecast(history, self.horizon, self.season)
+
+
+@dataclass(frozen=True)
+class Naive:
+    """The last observed value, repeated."""
+
+    horizon: int
+    name: str = "naive"
+    look_back: int = 1
+
+    def supports(self, frame: pd.DataFrame, ends: np.ndarray) -> np.ndarray:
+        return history_available(frame, ends, self.look_back)
+
+    def predict(self, frame: pd.DataFrame, ends: np.ndarray) -> np.ndarray:
+        history = frame["y"].to_numpy(dtype=np.float64)[input_rows(ends, 1)]
+        return naive_forecast(history, self.horizon)
+
+
+@dataclass(frozen=True, eq=False)
+class ScaledModelForecaster:
+    """A Keras model (or anything with `predict(inputs)`) on per-series scaled inputs.
+
+    Inputs are the `input_features` of the last `look_back` rows, scaled with the model's own
+    scaler; outputs are the scaled target for `horizon` steps, brought back to original units
+    with the same scaler. Series the scaler never saw are not supported.
+    """
+
+    model: Any
+    scaler: SeriesScaler
+    input_features: Sequence[str]
+    look_back: int
+    horizon: int
+    name: str = "lstm"
+    batch_size: int = 4096
+
+    def supports(self, frame: pd.DataFrame, ends: np.ndarray) -> np.ndarray:
+        ends = np.asarray(ends, dtype=np.int64)
+        if not set(self.input_features) <= set(frame.columns):
+            return np.zeros(ends.size, dtype=bool)
+        known = np.isin(frame["unique_id"].to_numpy()[ends - 1].astype(str), self.scaler.series)
+        return history_available(frame, ends, self.look_back) & known
+
+    def scaled_inputs(self, frame: pd.DataFrame, ends: np.ndarray) -> np.ndarray:
+        """(n, look_back, features) float32 model inputs for the windows before `ends`."""
+        ends = np.asarray(ends, dtype=np.int64)
+        series = self.scaler.series_index(frame["unique_id"].to_numpy()[ends - 1])
+        columns = [self.scaler.column_index(name) for name in self.input_features]
+        values = frame[list(self.input_features)].to_numpy(dtype=np.float64)
+        offset = self.scaler.offset[series][:, columns][:, None, :]
+        scale = self.scaler.scale[series][:, columns][:, None, :]
+        return ((values[input_rows(ends, self.look_back)] - offset) / scale).astype(np.float32)
+
+    def predict(self, frame: pd.DataFrame, ends: np.ndarray) -> np.ndarray:
+        ends = np.asarray(ends, dtype=np.int64)
+        if not self.supports(frame, ends).all():
+            raise ValueError(f"{self.name}: some windows are not supported (see `supports`)")
+        outputs = [np.empty((0, self.horizon))]
+        for begin in range(0, ends.size, self.batch_size):
+            chunk = ends[begin : begin + self.batch_size]
+            scaled = self.model.predict(self.scaled_inputs(frame, chunk), verbose=0)
+            ids = frame["unique_id"].to_numpy()[chunk - 1]
+            outputs.append(self.scaler.inverse_target(np.asarray(scaled), ids))
+        return np.concatenate(outputs)
+
+
+def actuals(frame: pd.DataFrame, ends: np.ndarray, horizon: int) -> np.ndarray:
+    """(n, horizon) observed targets after each origin, in original units."""
+    return frame["y"].to_numpy(dtype=np.float64)[target_rows(ends, horizon)]
