@@ -205,17 +205,6 @@ class PipelineConfig(_Section):
             raise ValueError(f"frequency {self.frequency!r} is not a pandas offset alias") from err
         return self
 
-    @model_validator(mode="after")
-    def _season_fits_the_window(self) -> PipelineConfig:
-        # The seasonal-naive baseline (and fallback) repeats the last season of the inputs.
-        if self.evaluation.season_length > self.window.look_back:
-            raise ValueError(
-                f"evaluation.season_length ({self.evaluation.season_length}) must not exceed "
-                f"window.look_back ({self.window.look_back}): seasonal naive needs one season "
-                "of history"
-            )
-        return self
-
     def digest(self, *sections: str) -> str:
         """sha256 of the whole config, or of the named sections only (for per-step cache keys)."""
         data = self.model_dump(mode="json")

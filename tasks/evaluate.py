@@ -71,6 +71,10 @@ class EvaluationData:
     def unique_ids(self) -> np.ndarray:
         return self.frame["unique_id"].to_numpy()[self.ends - 1].astype(str)
 
+    def only(self, keep: np.ndarray) -> EvaluationData:
+        """The same rows with only the windows where `keep` is true."""
+        return EvaluationData(self.frame, self.ends[keep], self.scales, self.look_back)
+
 
 def evaluation_data(
     validated: pd.DataFrame,
@@ -156,16 +160,24 @@ def evaluate_forecasters(
     baselines: list[Forecaster],
     champion: Forecaster | None = None,
     champion_version: str | None = None,
-) -> tuple[pd.DataFrame, dict[str, np.ndarray], ChampionComparison]:
-    """Metrics of challenger and baselines on every test window, plus the champion comparison."""
+) -> tuple[pd.DataFrame, dict[str, np.ndarray], ChampionComparison, EvaluationData]:
+    """Metrics of challenger and baselines on the same test windows, plus the champion comparison.
+
+    Every model is scored on the windows all of challenger and baselines can forecast (a
+    season longer than look_back leaves out test windows with less than a season of history).
+    """
     horizon = challenger.horizon
+    usable = np.logical_and.reduce(
+        [forecaster.supports(data.frame, data.ends) for forecaster in [challenger, *baselines]]
+    )
+    if len(data.ends) and not usable.any():
+        raise ValueError(
+            "no test window has enough history for every model (is evaluation.season_length "
+            "longer than the series before the validation cutoff?)"
+        )
+    data = data.only(usable)
     forecasts: dict[str, np.ndarray] = {}
     for forecaster in [challenger, *baselines]:
-        if not forecaster.supports(data.frame, data.ends).all():
-            raise ValueError(
-                f"{forecaster.name} needs {forecaster.look_back} rows of history, more than "
-                "some test windows have (is evaluation.season_length above window.look_back?)"
-            )
         forecasts[forecaster.name] = forecaster.predict(data.frame, data.ends)
     metrics = metrics_table(
         actuals(data.frame, data.ends, horizon), forecasts, data.unique_ids, data.scales
@@ -175,7 +187,7 @@ def evaluate_forecasters(
     )
     if champion_metrics is not None:
         metrics = pd.concat([metrics, champion_metrics], ignore_index=True)
-    return metrics, forecasts, comparison
+    return metrics, forecasts, comparison, data
 
 
 def baselines(horizon: int, season: int) -> list[Forecaster]:
@@ -290,10 +302,9 @@ def evaluate_models(
     data, challenger = load_evaluation(store, windows, trained, season)
     registry = ModelRegistry(store, config.name)
     champion = registry.forecaster(champion_version) if champion_version else None
-    metrics, forecasts, comparison = evaluate_forecasters(
+    return evaluate_forecasters(
         data, challenger, baselines(challenger.horizon, season), champion, champion_version
     )
-    return metrics, forecasts, comparison, data
 
 
 @pipeline_task(

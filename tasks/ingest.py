@@ -24,8 +24,14 @@ from fsspec.spec import AbstractFileSystem
 from prefect.cache_policies import CacheKeyFnPolicy
 
 from tasks.config import PipelineConfig, SourceConfig
-from tasks.runtime import artifact_cache_ignoring, pipeline_task, run_logger, store_for
-from tasks.storage import ArtifactRef, code_version, content_key
+from tasks.runtime import (
+    StepResult,
+    artifact_cache_ignoring,
+    pipeline_task,
+    produce_artifact,
+    run_logger,
+)
+from tasks.storage import ArtifactRef, ArtifactStore, code_version, content_key
 
 SUFFIXES = {"parquet": (".parquet", ".pq", ".parq"), "csv": (".csv", ".csv.gz")}
 """What a folder source picks up, per format (a single file or a glob is taken as named)."""
@@ -467,29 +473,18 @@ def _source_state(context: Any, parameters: dict[str, Any]) -> str:
 )
 def ingest_task(config: PipelineConfig, run_date: str) -> ArtifactRef:
     """Read the source into the long contract once per source state (any run date reuses it)."""
-    store = store_for(config)
-    log = run_logger()
     fingerprint = source_fingerprint(config.source)
-    key = ingest_key(config, fingerprint)
-    existing = store.find("ingest", key)
-    if existing is not None:
-        log.info("ingest: source unchanged for run %s, reusing %s", run_date, existing.uri)
-        return existing
-    frame = read_source(config.source)
-    series = int(frame["unique_id"].nunique())
-    ref = store.write_table(
-        "ingest",
-        key,
-        frame,
-        config_hash=config.digest(),
-        extra={"source_files": fingerprint, "series": series},
-    )
-    log.info(
-        "ingest for run %s: %d rows, %d series from %d file(s) -> %s",
-        run_date,
-        len(frame),
-        series,
-        len(fingerprint),
-        ref.uri,
-    )
-    return ref
+
+    def compute(store: ArtifactStore) -> StepResult:
+        frame = read_source(config.source)
+        series = int(frame["unique_id"].nunique())
+        run_logger().info(
+            "ingest for run %s: %d rows, %d series from %d file(s)",
+            run_date,
+            len(frame),
+            series,
+            len(fingerprint),
+        )
+        return frame, {"source_files": fingerprint, "series": series}
+
+    return produce_artifact(config, "ingest", ingest_key(config, fingerprint), [], compute)

@@ -25,8 +25,15 @@ from pydantic import BaseModel, Field
 
 from tasks.config import PipelineConfig
 from tasks.normalize import SplitCutoffs, split_cutoffs
-from tasks.runtime import parse_run_date, pipeline_task, publish_markdown, run_logger, store_for
-from tasks.storage import ArtifactRef, code_version, content_key
+from tasks.runtime import (
+    StepResult,
+    parse_run_date,
+    pipeline_task,
+    produce_artifact,
+    publish_markdown,
+    run_logger,
+)
+from tasks.storage import ArtifactRef, ArtifactStore, code_version, content_key
 
 KEYS = ["unique_id", "ds"]
 Purpose = Literal["training", "forecast"]
@@ -1045,40 +1052,31 @@ def validate_task(
     purpose: Purpose = "training",
     as_of: str | None = None,
 ) -> ArtifactRef:
-    """Validate the ingested frame as of a date; publish the report always, write it to the
-    store on failure."""
-    store = store_for(config)
-    log = run_logger()
-    key = validation_key(config, ingested, purpose, as_of)
-    frame, _ = store.read_table(ingested)
-    report_key = f"validation-report-{config.name}"
-    try:
-        validated, report = validate_frame(frame, config, config.source.path, purpose, as_of)
-    except DataValidationError as err:
-        publish_markdown(report_key, report_markdown(err.report), "Validation report (failed)")
-        report_uri = store.uri("reports", "validation", f"{key}.json")
-        store.write_json(report_uri, err.report.model_dump(mode="json"))
-        log.error("validation failed; report at %s\n%s", report_uri, err)
-        raise
-    publish_markdown(report_key, report_markdown(report), "Validation report (passed)")
-    log.info(
-        "validation passed as of %s: %d rows, %d series, repairs %s, %d series set aside",
-        report.as_of or "(no cut)",
-        report.rows_out,
-        report.series,
-        report.repairs,
-        len(report.set_aside),
-    )
-    existing = store.find("validate", key)
-    if existing is not None:
-        return existing
-    return store.write_table(
-        "validate",
-        key,
-        validated,
-        config_hash=config.digest(),
-        inputs=[ingested],
-        extra={
+    """Validate the ingested frame as of a date; publish the report, and on failure also write
+    it to the store. A validated artifact for the same input, settings and date is reused."""
+
+    def compute(store: ArtifactStore) -> StepResult:
+        log = run_logger()
+        frame, _ = store.read_table(ingested)
+        report_key = f"validation-report-{config.name}"
+        try:
+            validated, report = validate_frame(frame, config, config.source.path, purpose, as_of)
+        except DataValidationError as err:
+            publish_markdown(report_key, report_markdown(err.report), "Validation report (failed)")
+            report_uri = store.uri("reports", "validation", f"{key}.json")
+            store.write_json(report_uri, err.report.model_dump(mode="json"))
+            log.error("validation failed; report at %s\n%s", report_uri, err)
+            raise
+        publish_markdown(report_key, report_markdown(report), "Validation report (passed)")
+        log.info(
+            "validation passed as of %s: %d rows, %d series, repairs %s, %d series set aside",
+            report.as_of or "(no cut)",
+            report.rows_out,
+            report.series,
+            report.repairs,
+            len(report.set_aside),
+        )
+        return validated, {
             "repairs": report.repairs.model_dump(),
             "series": report.series,
             "source": report.source,
@@ -1086,5 +1084,7 @@ def validate_task(
             "as_of": report.as_of,
             "as_of_utc": report.as_of_utc,
             "rows_after_as_of": report.rows_after_as_of,
-        },
-    )
+        }
+
+    key = validation_key(config, ingested, purpose, as_of)
+    return produce_artifact(config, "validate", key, [ingested], compute)

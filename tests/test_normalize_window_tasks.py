@@ -229,3 +229,23 @@ def test_window_task_fails_clearly_without_training_windows(
     normalized_ref = normalize_task.fn(config, validated)
     with pytest.raises(ValueError, match="no training windows"):
         window_task.fn(config, normalized_ref)
+
+
+def test_imputed_rows_are_carried_and_never_scored(tmp_path: Path) -> None:
+    frame = validated_frame()
+    frame["imputed"] = False
+    alpha = frame.index[frame["unique_id"] == "alpha"]
+    filled = alpha[110]  # a test row of alpha (test instants start at day 102)
+    frame.loc[filled, "imputed"] = True
+    config = make_config(tmp_path)
+    normalized, _ = normalize(frame, config)
+    assert normalized["imputed"].tolist() == frame["imputed"].tolist()
+    index = window_index(normalized, WindowSpec(look_back=8, horizon=3))
+    test = index[index["split"] == "test"]
+    targets = test["start"].to_numpy()[:, None] + 8 + np.arange(3)
+    assert not (targets == filled).any()  # no test window has the filled row as a target
+    # ...but the windows around it are still there, and it may be an input.
+    inputs = test["start"].to_numpy()[:, None] + np.arange(8)
+    assert (inputs == filled).any()
+    without_flag = window_index(normalized.drop(columns="imputed"), WindowSpec(8, 3))
+    assert len(without_flag[without_flag["split"] == "test"]) == len(test) + 3
