@@ -87,9 +87,14 @@ def test_retention_days_is_a_validated_storage_setting() -> None:
 
 
 # -- a real store -------------------------------------------------------------------------------
-def age_everything(root: Path, days: int) -> None:
-    """Backdate every file and folder under `root` by `days`, as if written that long ago."""
-    stamp = (datetime.now(UTC) - timedelta(days=days)).timestamp()
+# The small source ends on 2016-08-14 and a night validates only data close to it (the as-of
+# cut), so the store's clock is set to then: written 60 days before, forecasts up to 45 days old.
+STORE_NOW = datetime(2016, 8, 17, 4, 0, tzinfo=UTC)
+
+
+def age_everything(root: Path, now: datetime, days: int) -> None:
+    """Backdate every file and folder under `root` to `days` before `now`."""
+    stamp = (now - timedelta(days=days)).timestamp()
     for path in root.rglob("*"):
         os.utime(path, (stamp, stamp))
 
@@ -100,23 +105,22 @@ def files_under(root: Path) -> set[str]:
 
 @pytest.fixture(scope="module")
 def aged_store(tmp_path_factory: pytest.TempPathFactory, prefect_harness):  # noqa: ARG001
-    """Two trainings (one champion, one not), nightly forecasts old and new, all written 60 days
-    ago except tonight's forecast; returns the config, the store folder and the run dates."""
+    """Two trainings (one champion, one not), an old and a recent nightly forecast and a stale
+    checkpoint, all written 60 days before STORE_NOW."""
     from flows.forecasting import forecast_flow
     from flows.training import training_flow
     from tests.support import small_config, write_small_source
 
     base = tmp_path_factory.mktemp("retention")
     config = small_config(write_small_source(base / "data"), base / "store")
-    today = datetime.now(UTC).date()
-    old_date, recent_date = today - timedelta(days=45), today - timedelta(days=2)
-    registrations = [training_flow(config, str(today - timedelta(days=d))) for d in (50, 40)]
-    for run_date in (old_date, recent_date):
-        forecast_flow(config, str(run_date))
+    old_date, recent_date = date(2016, 7, 3), date(2016, 8, 15)
+    registrations = [training_flow(config, night) for night in ("2016-08-01", "2016-08-15")]
+    for night in (old_date, recent_date):
+        forecast_flow(config, str(night))
     root = Path(config.storage.root)
     (root / "checkpoints" / "stale").mkdir(parents=True)
     (root / "checkpoints" / "stale" / "backup.weights.h5").write_bytes(b"x" * 10)
-    age_everything(root, days=60)
+    age_everything(root, STORE_NOW, days=60)
     return config, root, registrations, old_date, recent_date
 
 
@@ -160,7 +164,7 @@ def test_gc_removes_the_old_and_keeps_the_champion_its_lineage_and_recent_foreca
     mine = next(r for r in registrations if r.version == champion)
     store_id = store.identity()
 
-    removals = collect_garbage(store, config.storage.retention_days, dry_run=False)
+    removals = collect_garbage(store, config.storage.retention_days, dry_run=False, now=STORE_NOW)
 
     removed = {r.item.path for r in removals}
     assert removed and not any(Path(path).exists() for path in removed)
@@ -187,7 +191,7 @@ def test_gc_removes_the_old_and_keeps_the_champion_its_lineage_and_recent_foreca
     summary = forecast_flow(config, str(old_date))
     assert summary.model_version == champion and Path(summary.uri).exists()
 
-    again = collect_garbage(store, config.storage.retention_days, dry_run=False)
+    again = collect_garbage(store, config.storage.retention_days, dry_run=False, now=STORE_NOW)
     assert [r.item.path for r in again] == [str(forecasts / f"run_date={old_date}")]
 
 
@@ -202,7 +206,7 @@ def test_gc_refuses_to_guess_when_the_champions_lineage_is_broken(tmp_path: Path
     old = tmp_path / "store" / "artifacts" / "ingest" / "old.parquet"
     old.parent.mkdir(parents=True)
     old.write_bytes(b"x")
-    age_everything(tmp_path / "store", days=60)
+    age_everything(tmp_path / "store", datetime.now(UTC), days=60)
 
     with pytest.raises(ArtifactError, match="lineage is unknown; nothing removed"):
         collect_garbage(store, 30, dry_run=False)

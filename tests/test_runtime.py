@@ -130,7 +130,8 @@ def probe_step(x: int) -> int:
     return x + 1
 
 
-def test_the_cache_key_changes_with_the_code_version(monkeypatch) -> None:
+@pytest.mark.parametrize("policy", ["ARTIFACT_CACHE", "artifact_cache_ignoring"])
+def test_the_cache_key_changes_with_the_code_version(policy: str, monkeypatch) -> None:
     """Same task, same inputs, same store: only the code version differs, and so does the key."""
     from types import SimpleNamespace
 
@@ -138,10 +139,15 @@ def test_the_cache_key_changes_with_the_code_version(monkeypatch) -> None:
 
     probe = runtime.pipeline_task("probe")(probe_step)
     context = SimpleNamespace(task=probe)
+    cache = (
+        runtime.ARTIFACT_CACHE
+        if policy == "ARTIFACT_CACHE"
+        else runtime.artifact_cache_ignoring("y")
+    )
 
     def key(version: str) -> str | None:
         monkeypatch.setattr(runtime, "code_version", lambda: version)
-        return runtime.ARTIFACT_CACHE.compute_key(context, {"x": 1}, {})
+        return cache.compute_key(context, {"x": 1, "y": 2}, {})
 
     assert key("0.1.0+aaaaaaaaaaaa") == key("0.1.0+aaaaaaaaaaaa")
     assert key("0.1.0+aaaaaaaaaaaa") != key("0.1.0+bbbbbbbbbbbb")
