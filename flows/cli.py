@@ -213,10 +213,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _is_server_start_failure(error: Exception) -> bool:
-    """Prefect's RuntimeError when the embedded (temporary) server never answered its health check."""
-    return isinstance(error, RuntimeError) and "connect to ephemeral Prefect API server" in str(
-        error
-    )
+    """Prefect's RuntimeError when the temporary server never answered its health check."""
+    message = "Timed out while attempting to connect to ephemeral Prefect API server"
+    return isinstance(error, RuntimeError) and str(error).startswith(message)
 
 
 def _server_start_hint() -> str:
