@@ -142,7 +142,9 @@ def champion_comparison(
     )
     note = f"scored on {int(usable.sum())} of {total} test windows"
     if not usable.all():
-        left = sorted(set(data.unique_ids[~usable]) - set(data.unique_ids[usable]))
+        left = sorted(
+            set(data.unique_ids[~usable].tolist()) - set(data.unique_ids[usable].tolist())
+        )
         note += f"; series it cannot forecast: {left[:5]}" if left else ""
     comparison = ChampionComparison(
         version=version,
