@@ -91,8 +91,10 @@ class SeriesScaler:
     def inverse_target(
         self, values: np.ndarray, unique_ids: np.ndarray | Sequence[str], column: str = "y"
     ) -> np.ndarray:
-        """Original units of scaled `values` (n,) or (n, horizon), row i belonging to series i."""
-        values = np.asarray(values, dtype=np.float64)
+        """Original units of scaled `values` (n,) or (n, horizon), row i belonging to series i.
+
+        The result is float64 (the statistics are), whatever the dtype of `values`."""
+        values = np.asarray(values)
         rows = self.series_index(unique_ids)
         if values.shape[0] != rows.size:
             raise ValueError(f"{values.shape[0]} rows of values but {rows.size} series ids")

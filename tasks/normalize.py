@@ -9,6 +9,7 @@ the model).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC
 
 import numpy as np
 import pandas as pd
@@ -61,11 +62,11 @@ class SplitCutoffs:
 
 
 def _utc_instants(ds: object) -> np.ndarray:
-    """datetime64[ns] UTC wall times of timestamps that may be zone-aware (compared exactly)."""
-    values = pd.to_datetime(pd.Series(np.atleast_1d(ds)) if np.ndim(ds) == 0 else pd.Series(ds))
-    if getattr(values.dt, "tz", None) is not None:
-        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
-    return values.to_numpy(dtype="datetime64[ns]")
+    """Nanoseconds since the epoch of timestamps in any zone (naive ones taken as UTC), so
+    instants compare exactly whatever zone or resolution each side carries."""
+    stamps = pd.to_datetime(ds)
+    index = pd.DatetimeIndex([stamps] if isinstance(stamps, pd.Timestamp) else stamps)
+    return index.as_unit("ns").asi8
 
 
 def split_cutoffs(ds: pd.Series, split: SplitConfig) -> SplitCutoffs:
@@ -86,22 +87,22 @@ def split_cutoffs(ds: pd.Series, split: SplitConfig) -> SplitCutoffs:
         )
     )
     return SplitCutoffs(
-        train_end=pd.Timestamp(instants[i_train], tz="UTC"),
-        validation_end=pd.Timestamp(instants[i_validation], tz="UTC"),
+        train_end=pd.Timestamp(instants[i_train], tz=UTC),
+        validation_end=pd.Timestamp(instants[i_validation], tz=UTC),
     )
 
 
 def observed_ds(frame: pd.DataFrame) -> pd.Series:
     """Timestamps of observed rows: imputed rows (validation's gap filling) never set a cutoff."""
     if IMPUTED in frame.columns:
-        return frame.loc[~frame[IMPUTED].to_numpy(dtype=bool), "ds"]
+        return frame["ds"][~frame[IMPUTED].astype(bool)]
     return frame["ds"]
 
 
 def assign_splits(frame: pd.DataFrame, cutoffs: SplitCutoffs) -> pd.DataFrame:
     """A copy of `frame` with a `split` column from common calendar cutoffs."""
     out = frame.copy()
-    out["split"] = pd.array(cutoffs.labels(frame["ds"]), dtype="str")
+    out["split"] = cutoffs.labels(frame["ds"])
     return out
 
 

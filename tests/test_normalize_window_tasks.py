@@ -15,6 +15,7 @@ from tasks.normalize import (
     load_normalized,
     normalize,
     normalize_task,
+    observed_ds,
     split_cutoffs,
 )
 from tasks.storage import ArtifactRef, ArtifactStore
@@ -75,6 +76,42 @@ def test_split_cutoffs_are_shares_of_the_distinct_instants() -> None:
     assert pd.Series(tiny.labels(ds[:3])).tolist() == ["train", "validation", "test"]
     with pytest.raises(ValueError, match="cannot split 2 distinct"):
         split_cutoffs(ds[:2], SplitConfig())
+
+
+@pytest.mark.parametrize(
+    ("instants", "train", "validation", "expected"),
+    [
+        # A train share too small for one instant still keeps one train instant...
+        (4, 0.1, 0.1, ["train", "validation", "test", "test"]),
+        # ...a validation share too small for one instant still keeps one validation instant...
+        (10, 0.5, 0.01, ["train"] * 5 + ["validation"] + ["test"] * 4),
+        # ...and train + validation a hair below 1 still leaves the last instant to test.
+        (10, 0.5, 0.4999999999999, ["train"] * 5 + ["validation"] * 4 + ["test"]),
+        (5, 0.9, 0.05, ["train"] * 3 + ["validation", "test"]),
+    ],
+)
+def test_split_cutoffs_keep_every_split_non_empty(
+    instants: int, train: float, validation: float, expected: list[str]
+) -> None:
+    ds = pd.Series(pd.date_range("2024-01-01", periods=instants, freq="D", tz="UTC"))
+    cutoffs = split_cutoffs(ds, SplitConfig(train=train, validation=validation))
+    assert cutoffs.labels(ds).tolist() == expected
+    assert cutoffs.train_end.tzinfo is not None  # the same instant whatever zone compares
+
+
+def test_split_labels_compare_instants_across_zones_and_resolutions() -> None:
+    utc = pd.Series(pd.date_range("2024-03-09 12:00", periods=4, freq="6h", tz="UTC"))
+    cutoffs = split_cutoffs(utc, SplitConfig(train=0.5, validation=0.25))
+    assert cutoffs.train_end == pd.Timestamp("2024-03-10 00:00", tz="UTC")
+    chicago = utc.dt.tz_convert("America/Chicago")
+    naive_ns = pd.Series(utc.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]"))
+    for same in (chicago, naive_ns, utc.dt.as_unit("s")):
+        assert cutoffs.labels(same).tolist() == ["train", "train", "validation", "test"]
+    # One instant: a Timestamp in another zone, and a plain string.
+    assert cutoffs.labels(pd.Timestamp("2024-03-09 18:00", tz="America/Chicago")).tolist() == [
+        "validation"  # 2024-03-10 00:00 UTC
+    ]
+    assert cutoffs.labels("2024-03-09 23:59").tolist() == ["train"]
 
 
 def uneven_frame() -> pd.DataFrame:
@@ -152,6 +189,10 @@ def test_normalize_task_writes_the_scaler_with_the_artifact(
     assert meta["inputs"] == [validated.model_dump()]
     assert meta["features"] == ["y", "c1", "c2"]
     assert set(meta["splits"]) == {"train", "validation", "test"}
+    assert meta["cutoffs"] == {
+        "train_end": "2023-05-24T00:00:00+00:00",  # instant 84 of the 120 days from 2023-03-01
+        "validation_end": "2023-06-11T00:00:00+00:00",  # instant 102
+    }
     expected_frame, expected_scaler = normalize(validated_frame(), config)
     assert SeriesScaler.from_dict(meta["scaler"]) == expected_scaler
 
@@ -249,3 +290,13 @@ def test_imputed_rows_are_carried_and_never_scored(tmp_path: Path) -> None:
     assert (inputs == filled).any()
     without_flag = window_index(normalized.drop(columns="imputed"), WindowSpec(8, 3))
     assert len(without_flag[without_flag["split"] == "test"]) == len(test) + 3
+
+
+def test_imputed_instants_never_set_a_cutoff() -> None:
+    ds = pd.Series(pd.date_range("2024-01-01", periods=10, freq="D", tz="UTC"))
+    flags = pd.Series([False] * 8 + [True] * 2, dtype=object)  # read from any flag column dtype
+    frame = pd.DataFrame({"ds": ds, "imputed": flags})
+    assert observed_ds(frame).tolist() == ds[:8].tolist()
+    assert observed_ds(frame.drop(columns="imputed")).tolist() == ds.tolist()
+    split = SplitConfig(train=0.5, validation=0.25)
+    assert split_cutoffs(observed_ds(frame), split).train_end == ds[4]  # of 8, not 10 instants

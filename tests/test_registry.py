@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +60,12 @@ def save(registry: ModelRegistry, version: str, table: pd.DataFrame) -> None:
 def test_gate_requires_beating_the_chosen_baseline() -> None:
     gate = EvaluationConfig(gate_must_beat="seasonal_naive")
     passed = decide_promotion(metrics(lstm=0.8, seasonal_naive=0.9, naive=1.2), gate, NO_CHAMPION)
-    assert passed.promote and "no champion yet" in passed.reason
+    assert passed.promote
+    assert passed.reason == "challenger MASE 0.8000; beats seasonal_naive (0.9000); no champion yet"
+    ungated = decide_promotion(
+        metrics(lstm=5.0), EvaluationConfig(gate_must_beat="none"), NO_CHAMPION
+    )
+    assert ungated.promote and ungated.reason == "challenger MASE 5.0000; no champion yet"
     refused = decide_promotion(metrics(lstm=0.95, seasonal_naive=0.9, naive=1.2), gate, NO_CHAMPION)
     assert not refused.promote
     assert "does not beat seasonal_naive (0.9000)" in refused.reason
@@ -71,12 +78,14 @@ def test_gate_requires_beating_the_chosen_baseline() -> None:
 
 def test_gate_refuses_non_finite_scores() -> None:
     gate = EvaluationConfig(gate_must_beat="seasonal_naive")
-    for table in (
-        metrics(lstm=float("nan"), seasonal_naive=0.9),
-        metrics(lstm=0.5, seasonal_naive=float("nan")),
-        metrics(seasonal_naive=0.9),
-    ):
-        assert not decide_promotion(table, gate, NO_CHAMPION).promote
+    for table in (metrics(lstm=float("nan"), seasonal_naive=0.9), metrics(seasonal_naive=0.9)):
+        refused = decide_promotion(table, gate, NO_CHAMPION)
+        assert not refused.promote
+        assert refused.reason == "the evaluation has no finite MASE for the model"
+    no_baseline = decide_promotion(
+        metrics(lstm=0.5, seasonal_naive=float("nan")), gate, NO_CHAMPION
+    )
+    assert not no_baseline.promote and no_baseline.reason == "no finite seasonal_naive MASE"
     nan_champion = metrics(
         lstm=0.5, seasonal_naive=0.9, champion=float("nan"), challenger_on_champion_windows=0.5
     )
@@ -113,11 +122,18 @@ def test_an_incomparable_champion_follows_the_policy_and_says_so() -> None:
     assert refuse.gate_on_incomparable == "refuse"  # the default keeps the champion
     kept = decide_promotion(better_than_baseline, refuse, INCOMPARABLE)
     assert not kept.promote
-    assert "champion v1 cannot be compared (champion forecasts 7 steps)" in kept.reason
-    assert "gate_on_incomparable = 'refuse'" in kept.reason
+    assert kept.reason == (
+        "champion v1 cannot be compared (champion forecasts 7 steps); "
+        "evaluation.gate_on_incomparable = 'refuse' keeps it"
+    )
     baseline_only = refuse.model_copy(update={"gate_on_incomparable": "baseline_only"})
     passed = decide_promotion(better_than_baseline, baseline_only, INCOMPARABLE)
-    assert passed.promote and "'baseline_only'" in passed.reason
+    assert passed.promote
+    assert passed.reason == (
+        "challenger MASE 0.5000; beats seasonal_naive (0.9000); champion v1 cannot be compared "
+        "(champion forecasts 7 steps); decided on the baseline alone "
+        "(evaluation.gate_on_incomparable = 'baseline_only')"
+    )
     worse = decide_promotion(metrics(lstm=0.95, seasonal_naive=0.9), baseline_only, INCOMPARABLE)
     assert not worse.promote
 
@@ -214,8 +230,12 @@ def test_the_pointer_swap_is_a_compare_and_swap(tmp_path: Path) -> None:
     with registry.pointer_lock():
         registry.swap_champion("v1", "v2", "compared with v1")
     pointer = registry.champion_pointer()
-    assert pointer["version"] == "v2" and pointer["previous"] == "v1"
-    with registry.pointer_lock(), pytest.raises(ChampionChanged, match="the champion is v2"):
+    promoted_at = datetime.fromisoformat(pointer.pop("promoted_at"))
+    assert promoted_at.utcoffset() == timedelta(0)
+    assert abs(datetime.now(UTC) - promoted_at) < timedelta(minutes=5)
+    assert pointer == {"version": "v2", "previous": "v1", "reason": "compared with v1"}
+    stale = f"{registry.uri('champion.json')}: the champion is v2, not v1 as compared; v3 was not"
+    with registry.pointer_lock(), pytest.raises(ChampionChanged, match=re.escape(stale)):
         registry.swap_champion("v1", "v3", "compared with a stale champion")
     assert registry.champion_version() == "v2"
 

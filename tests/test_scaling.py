@@ -194,3 +194,14 @@ def test_frame_round_trip_keeps_series_order() -> None:
         }
     )
     assert SeriesScaler.from_frame(shuffled.to_frame()) == shuffled
+
+
+def test_inverse_target_refuses_a_row_count_that_does_not_match_the_ids() -> None:
+    frame = pd.DataFrame({"unique_id": ["a", "a", "b", "b"], "y": [1.0, 3.0, 10.0, 30.0]})
+    scaler = fit_scaler(frame, ["y"], "standard")
+    with pytest.raises(ValueError, match="^3 rows of values but 2 series ids$"):
+        scaler.inverse_target(np.zeros((3, 4)), ["a", "b"])
+    # float32 model outputs come back as float64 original units
+    back = scaler.inverse_target(np.array([[1.0], [-1.0]], dtype=np.float32), ["a", "b"])
+    assert back.dtype == np.float64
+    np.testing.assert_array_equal(back, [[3.0], [10.0]])
