@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,6 +22,115 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 ENV_PREFIX = "FORECAST__"
 """`FORECAST__WINDOW__LOOK_BACK=28` overrides `[window] look_back`; values are parsed as JSON
 when they parse (numbers, lists, booleans), otherwise taken as strings."""
+
+
+DEFAULT_FREQUENCY = "D"
+
+
+@dataclass(frozen=True)
+class FrequencyDefaults:
+    """What a config leaves out is taken from its frequency: the season and window, in steps."""
+
+    kind: str
+    season_length: int
+    look_back: int
+    horizon: int
+
+
+# Defaults per kind of time grid, for one step of the kind's unit. The season is the grid's main
+# cycle (the week in days, the day in hours, the year in weeks, months or quarters). look_back is a
+# few seasons, so the model and seasonal naive (which needs one whole season) see the pattern more
+# than once; horizon is the span people plan on: one season, or two weeks for daily data. Daily
+# keeps the original 56/14/7, so existing configs and the demo do not change.
+_KIND_DEFAULTS = {
+    # the week; 8 weeks in, 2 weeks out (the M4 competition's daily horizon is 14 too)
+    "daily": FrequencyDefaults("daily", 7, 56, 14),
+    # the working week; the same 8 weeks in, 2 weeks out
+    "business-daily": FrequencyDefaults("business-daily", 5, 40, 10),
+    # the day; one week in (so the weekly pattern shows as well), the next day out (day-ahead)
+    "hourly": FrequencyDefaults("hourly", 24, 168, 24),
+    "half-hourly": FrequencyDefaults("half-hourly", 48, 336, 48),
+    # the year of 52 weeks; two years in, a quarter out (M4's weekly horizon 13): a year ahead
+    # would need series many years long before one test window fits
+    "weekly": FrequencyDefaults("weekly", 52, 104, 13),
+    # the year; three years in, a year out
+    "monthly": FrequencyDefaults("monthly", 12, 36, 12),
+    "quarterly": FrequencyDefaults("quarterly", 4, 12, 4),
+}
+_DAILY = _KIND_DEFAULTS["daily"]
+_HALF_HOUR_NS = 30 * 60 * 10**9
+_DEFAULTED = (("evaluation", "season_length"), ("window", "look_back"), ("window", "horizon"))
+
+
+def _kind_and_units(frequency: str) -> tuple[str, int] | None:
+    """The grid's kind and its step in units of that kind ("2h": hourly, 2), or None if unknown."""
+    from pandas.tseries import offsets
+    from pandas.tseries.frequencies import to_offset
+
+    offset = to_offset(frequency)
+    if offset.n < 1:
+        return None
+    if isinstance(offset, offsets.Day):  # a calendar day in pandas 3 (no longer a Tick)
+        return "daily", offset.n
+    if type(offset) is offsets.BusinessDay:  # not CustomBusinessDay: its week may not have 5 days
+        return "business-daily", offset.n
+    if isinstance(offset, offsets.Tick):  # h, 30min, 2h, 90min...: whole half hours only
+        half_hours, rest = divmod(offset.nanos, _HALF_HOUR_NS)
+        if rest or not half_hours:
+            return None
+        return ("hourly", half_hours // 2) if half_hours % 2 == 0 else ("half-hourly", half_hours)
+    if isinstance(offset, offsets.Week):  # any anchor: W-SUN, W-MON...
+        return "weekly", offset.n
+    monthly = (
+        offsets.MonthBegin,
+        offsets.MonthEnd,
+        offsets.BusinessMonthBegin,
+        offsets.BusinessMonthEnd,
+        offsets.CustomBusinessMonthBegin,
+        offsets.CustomBusinessMonthEnd,
+    )
+    if isinstance(offset, monthly):
+        return "monthly", offset.n
+    quarterly = (
+        offsets.QuarterBegin,
+        offsets.QuarterEnd,
+        offsets.BQuarterBegin,
+        offsets.BQuarterEnd,
+    )
+    if isinstance(offset, quarterly):
+        return "quarterly", offset.n
+    return None
+
+
+def frequency_defaults(frequency: str) -> FrequencyDefaults | None:
+    """Season, look_back and horizon for a pandas offset alias, or None when there are none.
+
+    A multiple divides the season and scales the window ("2h": 12, 84, 12); it has defaults only
+    when the season stays a whole number of at least 2 steps ("2D" and "7D" have none). Raises
+    ValueError when `frequency` is not an offset alias.
+    """
+    found = _kind_and_units(frequency)
+    if found is None:
+        return None
+    kind, units = found
+    base = _KIND_DEFAULTS[kind]
+    season, rest = divmod(base.season_length, units)
+    if rest or season < 2:
+        return None
+    return FrequencyDefaults(
+        kind, season, math.ceil(base.look_back / units), math.ceil(base.horizon / units)
+    )
+
+
+def _given(section: Any) -> dict[str, Any] | None:
+    """A section's explicitly given keys (a model's set fields), or None if it is not a section."""
+    if section is None:
+        return {}
+    if isinstance(section, BaseModel):
+        return {name: getattr(section, name) for name in section.model_fields_set}
+    if isinstance(section, Mapping):
+        return dict(section)
+    return None
 
 
 class _Section(BaseModel):
@@ -82,8 +193,15 @@ class ValidationConfig(_Section):
 
 
 class WindowConfig(_Section):
-    look_back: int = Field(56, ge=1)
-    horizon: int = Field(14, ge=1)
+    """Steps in and out of the model. In a pipeline, look_back and horizon follow `frequency`
+    unless given (see `frequency_defaults`); the defaults here are the daily ones."""
+
+    look_back: int = Field(
+        _DAILY.look_back, ge=1, description="Input steps; default from frequency (daily 56)."
+    )
+    horizon: int = Field(
+        _DAILY.horizon, ge=1, description="Forecast steps; default from frequency (daily 14)."
+    )
     stride: int = Field(1, ge=1)
 
 
@@ -136,7 +254,11 @@ class TrainingConfig(_Section):
 
 
 class EvaluationConfig(_Section):
-    season_length: int = Field(7, ge=1, description="Seasonal-naive period in steps.")
+    season_length: int = Field(
+        _DAILY.season_length,
+        ge=1,
+        description="Seasonal-naive period in steps; default from frequency (daily 7).",
+    )
     plot_series: int = Field(4, ge=0, description="Series in the evaluation plot; 0: no plot.")
     backtest_folds: int = Field(0, ge=0, description="Rolling-origin folds; 0 disables.")
     gate_must_beat: Literal["seasonal_naive", "naive", "none"] = "seasonal_naive"
@@ -182,7 +304,11 @@ class PipelineConfig(_Section):
     """A whole pipeline: data, checks, windows, model, training, gates and storage."""
 
     name: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$")
-    frequency: str = Field("D", description="pandas offset alias of the time grid: D, h, W-SUN...")
+    frequency: str = Field(
+        DEFAULT_FREQUENCY,
+        description="pandas offset alias of the time grid: D, h, W-SUN...; it sets the defaults of"
+        " evaluation.season_length, window.look_back and window.horizon.",
+    )
     source: SourceConfig
     validation: ValidationConfig = ValidationConfig()
     window: WindowConfig = WindowConfig()
@@ -194,6 +320,43 @@ class PipelineConfig(_Section):
     forecast: ForecastConfig = ForecastConfig()
     storage: StorageConfig = StorageConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_from_frequency(cls, data: Any) -> Any:
+        """Fill season_length, look_back and horizon from the frequency where they are not given.
+
+        Before validation, so a given value (file, environment, UI) always wins and a missing one
+        never takes the section's daily default unnoticed; the filled values are plain fields,
+        shown by `model_dump` and hashed by `digest`.
+        """
+        if not isinstance(data, Mapping):
+            return data
+        frequency = data.get("frequency", DEFAULT_FREQUENCY)
+        sections = {name: _given(data.get(name)) for name in ("window", "evaluation")}
+        if not isinstance(frequency, str) or any(v is None for v in sections.values()):
+            return data  # field validation names the bad value
+        missing = [(name, key) for name, key in _DEFAULTED if key not in sections[name]]
+        if not missing:
+            return data
+        try:
+            defaults = frequency_defaults(frequency)
+        except ValueError:
+            return data  # _frequency_is_known names it
+        if defaults is None:
+            names = [f"{name}.{key}" for name, key in missing]
+            keys = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+            raise ValueError(
+                f"frequency {frequency!r} has no default season_length, look_back or horizon "
+                "(there are defaults for daily, business-daily, hourly, half-hourly, weekly, "
+                "monthly and quarterly grids, and multiples that keep a whole season of at least "
+                f"2 steps): set {keys}"
+            )
+        data = dict(data)
+        for name, key in missing:
+            sections[name][key] = getattr(defaults, key)
+            data[name] = sections[name]
+        return data
 
     @model_validator(mode="after")
     def _frequency_is_known(self) -> PipelineConfig:
@@ -263,7 +426,9 @@ def format_validation_error(err: ValidationError, origin: str) -> str:
     lines = [f"{origin}: invalid configuration"]
     for problem in err.errors():
         key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
-        got = f" (got {problem['input']!r})" if problem["type"] != "missing" else ""
+        # a top-level error's input is the whole config: its message names the value instead
+        shown = problem["type"] != "missing" and problem["loc"]
+        got = f" (got {problem['input']!r})" if shown else ""
         lines.append(f"  {key}: {problem['msg']}{got}")
     return "\n".join(lines)
 

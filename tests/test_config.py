@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import ConfigError, PipelineConfig, env_overrides, load_config
+from tasks.config import (
+    ConfigError,
+    FrequencyDefaults,
+    PipelineConfig,
+    env_overrides,
+    frequency_defaults,
+    load_config,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((REPO / "configs").glob("*.toml")) + sorted((REPO / "configs").glob("*.y*ml"))
@@ -81,3 +88,144 @@ def test_digest_changes_with_the_sections_it_covers_only() -> None:
     assert base.digest() != changed.digest()
     assert base.digest("window", "source") == changed.digest("window", "source")
     assert base.digest("training") != changed.digest("training")
+
+
+@pytest.mark.parametrize(
+    ("frequency", "season", "look_back", "horizon"),
+    [
+        ("D", 7, 56, 14),
+        ("B", 5, 40, 10),
+        ("h", 24, 168, 24),
+        ("2h", 12, 84, 12),
+        ("30min", 48, 336, 48),
+        ("W-SUN", 52, 104, 13),
+        ("W-MON", 52, 104, 13),
+        ("2W", 26, 52, 7),
+        ("MS", 12, 36, 12),
+        ("ME", 12, 36, 12),
+        ("BMS", 12, 36, 12),
+        ("3MS", 4, 12, 4),
+        ("QS", 4, 12, 4),
+        ("QE-DEC", 4, 12, 4),
+        ("BQE", 4, 12, 4),
+    ],
+)
+def test_season_and_window_follow_the_frequency_when_not_given(
+    frequency: str, season: int, look_back: int, horizon: int
+) -> None:
+    config = PipelineConfig(source={"path": "x"}, frequency=frequency)
+    assert (config.evaluation.season_length, config.window.look_back, config.window.horizon) == (
+        season,
+        look_back,
+        horizon,
+    )
+    assert type(config.window.look_back) is int
+    assert config.window.look_back >= config.evaluation.season_length  # seasonal naive fits
+    dumped = config.model_dump()
+    assert dumped["window"]["look_back"] == look_back  # what the Prefect UI shows
+    assert dumped["evaluation"]["season_length"] == season
+    assert PipelineConfig.model_validate(dumped) == config  # the UI's copy validates the same
+
+
+def test_frequency_defaults_by_kind() -> None:
+    assert frequency_defaults("h") == FrequencyDefaults("hourly", 24, 168, 24)
+    assert frequency_defaults("60min") == frequency_defaults("h")
+    assert frequency_defaults("90min") == FrequencyDefaults("half-hourly", 16, 112, 16)
+    assert frequency_defaults("W") == frequency_defaults("W-SUN")
+    # no whole season of at least 2 steps, or a grid without a kind: no defaults
+    for frequency in ("2D", "7D", "3W", "24h", "15min", "min", "s", "YE", "YS", "SME", "C"):
+        assert frequency_defaults(frequency) is None, frequency
+    with pytest.raises(ValueError):
+        frequency_defaults("fortnightly")
+
+
+def test_given_values_win_over_the_frequency(tmp_path: Path) -> None:
+    partial = PipelineConfig(
+        source={"path": "x"}, frequency="h", window={"horizon": 48}, evaluation={"plot_series": 0}
+    )
+    assert (partial.window.look_back, partial.window.horizon) == (168, 48)
+    assert partial.evaluation.season_length == 24 and partial.evaluation.plot_series == 0
+    # a section given as a model counts only its set fields, not its (daily) defaults
+    from tasks.config import EvaluationConfig, WindowConfig
+
+    models = PipelineConfig(
+        source={"path": "x"},
+        frequency="MS",
+        window=WindowConfig(stride=2),
+        evaluation=EvaluationConfig(season_length=6),
+    )
+    assert (models.window.look_back, models.window.horizon, models.window.stride) == (36, 12, 2)
+    assert models.evaluation.season_length == 6
+    # from the file and from the environment
+    hourly = tmp_path / "hourly.toml"
+    hourly.write_text(
+        'frequency = "h"\n[source]\npath = "x.parquet"\n[window]\nlook_back = 72\n'
+        "[evaluation]\nseason_length = 168\n"
+    )
+    config = load_config(hourly, environ={"FORECAST__WINDOW__HORIZON": "36"})
+    assert (config.window.look_back, config.window.horizon) == (72, 36)
+    assert config.evaluation.season_length == 168
+    weekly = load_config(hourly, environ={"FORECAST__FREQUENCY": "W-SUN"})
+    assert (weekly.window.look_back, weekly.window.horizon) == (72, 13)
+    assert weekly.evaluation.season_length == 168
+
+
+def test_an_hourly_file_with_only_its_frequency_gets_hourly_defaults(tmp_path: Path) -> None:
+    hourly = tmp_path / "hourly.yaml"
+    hourly.write_text("frequency: h\nsource:\n  path: x.csv\n  format: csv\n")
+    config = load_config(hourly, environ={})
+    assert config.evaluation.season_length == 24
+    assert (config.window.look_back, config.window.horizon, config.window.stride) == (168, 24, 1)
+    digest = config.digest("window", "evaluation")
+    assert digest != load_config(hourly, environ={"FORECAST__FREQUENCY": "D"}).digest(
+        "window", "evaluation"
+    )
+
+
+def test_daily_defaults_are_unchanged(tmp_path: Path) -> None:
+    demo = load_config(REPO / "configs" / "chicago.toml", environ={})
+    assert demo.frequency == "D"
+    assert (demo.window.look_back, demo.window.horizon, demo.evaluation.season_length) == (
+        56,
+        14,
+        7,
+    )
+    bare = tmp_path / "bare.toml"
+    bare.write_text('[source]\npath = "x.parquet"\n')  # no frequency: daily
+    config = load_config(bare, environ={})
+    assert (config.window.look_back, config.window.horizon) == (56, 14)
+    assert config.evaluation.season_length == 7
+    assert config == PipelineConfig(source={"path": config.source.path})
+
+
+def test_a_frequency_without_defaults_needs_the_values_given(tmp_path: Path) -> None:
+    yearly = tmp_path / "yearly.toml"
+    yearly.write_text('frequency = "YE"\n[source]\npath = "x.parquet"\n')
+    with pytest.raises(ConfigError) as raised:
+        load_config(yearly, environ={})
+    message = str(raised.value)
+    assert "yearly.toml" in message and "frequency 'YE'" in message
+    assert "set evaluation.season_length, window.look_back and window.horizon" in message
+    assert "'source'" not in message  # the whole config is not dumped into the message
+    with pytest.raises(ConfigError, match=r"frequency '2D' .*: set window\.horizon$"):
+        load_config(
+            yearly,
+            environ={
+                "FORECAST__FREQUENCY": "2D",
+                "FORECAST__WINDOW__LOOK_BACK": "28",
+                "FORECAST__EVALUATION__SEASON_LENGTH": "7",
+            },
+        )
+    config = load_config(
+        yearly,
+        environ={
+            "FORECAST__WINDOW__LOOK_BACK": "5",
+            "FORECAST__WINDOW__HORIZON": "2",
+            "FORECAST__EVALUATION__SEASON_LENGTH": "1",
+        },
+    )
+    assert (config.window.look_back, config.window.horizon, config.evaluation.season_length) == (
+        5,
+        2,
+        1,
+    )
