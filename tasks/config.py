@@ -40,8 +40,8 @@ class FrequencyDefaults:
 # Defaults per kind of time grid, for one step of the kind's unit. The season is the grid's main
 # cycle (the week in days, the day in hours, the year in weeks, months or quarters). look_back is a
 # few seasons, so the model and seasonal naive (which needs one whole season) see the pattern more
-# than once; horizon is the span people plan on: one season, or two weeks for daily data. Daily
-# keeps the original 56/14/7, so existing configs and the demo do not change.
+# than once; horizon is the span people plan on: one season, two weeks for daily data, a quarter
+# for weekly. Daily keeps the original 56/14/7, so existing configs and the demo do not change.
 _KIND_DEFAULTS = {
     # the week; 8 weeks in, 2 weeks out (the M4 competition's daily horizon is 14 too)
     "daily": FrequencyDefaults("daily", 7, 56, 14),
