@@ -144,7 +144,9 @@ class ScaledModelForecaster:
         outputs = [np.empty((0, self.horizon))]
         for begin in range(0, ends.size, self.batch_size):
             chunk = ends[begin : begin + self.batch_size]
-            scaled = self.model.predict(self.scaled_inputs(frame, chunk), verbose=0)
+            # One Keras step per chunk: predict's default batch of 32 made the night 10x slower.
+            inputs = self.scaled_inputs(frame, chunk)
+            scaled = self.model.predict(inputs, batch_size=len(chunk), verbose=0)
             ids = frame["unique_id"].to_numpy()[chunk - 1]
             outputs.append(self.scaler.inverse_target(np.asarray(scaled), ids))
         return np.concatenate(outputs)

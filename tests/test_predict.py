@@ -44,7 +44,7 @@ class LastScaledValue:
     def __init__(self, horizon: int) -> None:
         self.horizon = horizon
 
-    def predict(self, inputs: np.ndarray, verbose: int = 0) -> np.ndarray:
+    def predict(self, inputs: np.ndarray, batch_size: int = 32, verbose: int = 0) -> np.ndarray:
         return np.repeat(inputs[:, -1:, 0], self.horizon, axis=1)
 
 
