@@ -44,8 +44,23 @@ PILOT_FITS = 4
 """Windows per model fitted first, in process, to measure the time of one fit."""
 
 
+_IMPORT_SECONDS: list[float] = []
+"""How long importing statsforecast took in this process (measured once, on first use)."""
+
+
+def pool_startup_s() -> float:
+    """Estimated start-up of a spawned worker: the statsforecast import measured here."""
+    statsforecast_model("sf_seasonal_naive", 1)
+    return _IMPORT_SECONDS[0]
+
+
 def statsforecast_model(name: str, season: int) -> object:
     """A fresh statsforecast model object for one of our baseline names."""
+    if not _IMPORT_SECONDS:
+        tick = time.perf_counter()
+        import statsforecast.models  # noqa: F401
+
+        _IMPORT_SECONDS.append(time.perf_counter() - tick)
     from statsforecast import models
 
     if name not in STATSFORECAST_MODELS:
@@ -159,7 +174,16 @@ class StatsForecastModel:
         if not self.supports(frame, ends).all():
             raise ValueError(f"{self.name}: some windows are not supported (see `supports`)")
         work = _series_work(frame, ends)
-        results = _run([self._task(item, item.local_ends) for item in work], self.n_jobs)
+        tasks = [self._task(item, item.local_ends) for item in work]
+        workers = min(_workers(self.n_jobs), len(tasks))
+        if workers <= 1:
+            results = _run(tasks, 1)
+        else:  # time the first series here; a pool only pays when the rest costs more
+            tick = time.perf_counter()
+            results = [_forecast_series(*tasks[0])]
+            per_fit = (time.perf_counter() - tick) / len(work[0].local_ends)
+            rest = per_fit * sum(len(item.local_ends) for item in work[1:])
+            results += _run(tasks[1:], workers if rest > pool_startup_s() else 1)
         out = np.empty((ends.size, self.horizon))
         for item, values in zip(work, results, strict=True):
             out[item.windows] = values
@@ -194,6 +218,12 @@ class BudgetedForecasts:
     @property
     def sampled(self) -> bool:
         return self.series < self.total_series
+
+
+def _projected(serial_s: float, startup_s: float, n_jobs: int, order: list[str]) -> float:
+    """Seconds every series would take, serially or in the pool, whichever is faster."""
+    workers = min(_workers(n_jobs), len(order))
+    return serial_s if workers <= 1 else min(serial_s, startup_s + serial_s / workers)
 
 
 def series_order(ids: Sequence[str], seed: int) -> list[str]:
@@ -232,9 +262,7 @@ def forecast_within_budget(
     )
     if not order or not models:
         return empty
-    imported = time.perf_counter()
-    statsforecast_model(models[0].name, models[0].season)  # the import, measured once
-    import_s = time.perf_counter() - imported
+    import_s = pool_startup_s()
 
     first = work[order[0]]
     pilot = first.local_ends[:PILOT_FITS]
@@ -247,7 +275,7 @@ def forecast_within_budget(
     windows = {sid: len(work[sid].local_ends) for sid in order}
     workers = min(_workers(n_jobs), len(order))
     left = budget_s - (time.perf_counter() - started)
-    capacity = left if workers <= 1 else (left - import_s) * workers
+    capacity = left if workers <= 1 else max(left, (left - import_s) * workers)
     chosen, spent = [order[0]], cost_per_window * (windows[order[0]] - len(pilot))
     for sid in order[1:]:
         cost = cost_per_window * windows[sid]
@@ -291,7 +319,7 @@ def forecast_within_budget(
         len(chosen),
         len(order),
         seconds_per_fit=per_fit,
-        projected_s=float(import_s + cost_per_window * sum(windows.values())),
+        projected_s=_projected(cost_per_window * sum(windows.values()), import_s, n_jobs, order),
         elapsed_s=time.perf_counter() - started,
         budget_s=budget_s,
         workers=workers,
