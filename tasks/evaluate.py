@@ -283,6 +283,8 @@ def statistical_forecasts(
             f"all series would take about {run.projected_s:.0f} s (measured per fit: "
             f"{per_fit}), over evaluation.baseline_time_budget_s = {run.budget_s:g} s"
         )
+        if run.cut_at_deadline:
+            note += " (fits ran slower than measured: stopped at the budget's end)"
     else:
         note = (
             f"{', '.join(names)} scored on all {run.total_series} series in "

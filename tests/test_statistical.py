@@ -193,3 +193,13 @@ def test_an_ample_budget_scores_every_series() -> None:
     )
     got = metrics[metrics["model"] == "auto_theta"].reset_index(drop=True)
     pd.testing.assert_frame_equal(got, expected)
+
+
+def test_no_task_starts_after_the_deadline_but_the_first_series_completes() -> None:
+    frame = panel({"a": 30})
+    task = StatsForecastModel("auto_theta", HORIZON, SEASON)._task(
+        statistical._series_work(frame, np.array([20, 25]))[0], np.array([20, 25])
+    )
+    done = statistical._run_until([task, task, task], 1, deadline=0.0, must=2)
+    assert done[2] is None and done[0] is not None
+    np.testing.assert_array_equal(done[1], done[0])
