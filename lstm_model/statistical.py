@@ -137,7 +137,11 @@ def _series_work(frame: pd.DataFrame, ends: np.ndarray) -> list[_SeriesWork]:
 
 
 def _workers(n_jobs: int) -> int:
-    return max(1, os.cpu_count() or 1) if n_jobs <= 0 else n_jobs
+    """Worker processes for `n_jobs` (0 or less: the cores this process may run on)."""
+    if n_jobs > 0:
+        return n_jobs
+    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    return max(1, len(cores) if cores else os.cpu_count() or 1)
 
 
 def _run(

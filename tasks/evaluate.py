@@ -77,6 +77,7 @@ class BaselineSample(BaseModel):
     elapsed_s: float = 0.0
     budget_s: float = 0.0
     workers: int = 1
+    cut_at_deadline: bool = False
     note: str = "no statsforecast baseline configured"
 
 
@@ -302,6 +303,7 @@ def statistical_forecasts(
         elapsed_s=run.elapsed_s,
         budget_s=run.budget_s if math.isfinite(run.budget_s) else 0.0,
         workers=run.workers,
+        cut_at_deadline=run.cut_at_deadline,
         note=note,
     )
     return sample, forecasts, run.scored
