@@ -202,7 +202,7 @@ def backtest_fold(
     challenger = ScaledModelForecaster(
         model, data.scaler, input_features(config, data.features), spec.look_back, spec.horizon
     )
-    metrics, _, _, test = evaluate_forecasters(test, challenger, baselines(spec.horizon, season))
+    metrics, _, _, test, _ = evaluate_forecasters(test, challenger, baselines(spec.horizon, season))
     cutoff = prepared.normalized.loc[prepared.normalized["split"] == "test", "ds"].min()
     metrics.insert(0, "cutoff", cutoff)
     metrics.insert(0, "fold", fold)

@@ -253,6 +253,11 @@ class TrainingConfig(_Section):
     )
 
 
+BaselineName = Literal["naive", "seasonal_naive", "sf_seasonal_naive", "auto_ets", "auto_theta"]
+"""naive and seasonal_naive are ours (numpy, instant); sf_seasonal_naive, auto_ets and
+auto_theta are statsforecast's SeasonalNaive, AutoETS and AutoTheta, refitted per window."""
+
+
 class EvaluationConfig(_Section):
     season_length: int = Field(
         _DAILY.season_length,
@@ -261,7 +266,29 @@ class EvaluationConfig(_Section):
     )
     plot_series: int = Field(4, ge=0, description="Series in the evaluation plot; 0: no plot.")
     backtest_folds: int = Field(0, ge=0, description="Rolling-origin folds; 0 disables.")
-    gate_must_beat: Literal["seasonal_naive", "naive", "none"] = "seasonal_naive"
+    baselines: list[BaselineName] = Field(
+        default_factory=lambda: ["naive", "seasonal_naive"],
+        description="Baselines scored beside the model. The statsforecast ones (auto_ets, "
+        "auto_theta, sf_seasonal_naive) fit once per test window: see baseline_time_budget_s.",
+    )
+    baseline_time_budget_s: float = Field(
+        60.0,
+        gt=0,
+        description="Wall-clock budget for the statsforecast baselines. When the time measured "
+        "on a first batch of fits says all series would not fit, they are scored on a seeded "
+        "sample of series (and the model on the same sample for the gate); reports say so.",
+    )
+    baseline_seed: int = Field(0, description="Seed of the series sample order.")
+    baseline_n_jobs: int = Field(
+        0, ge=0, description="Worker processes for the statsforecast fits; 0: one per core."
+    )
+    baseline_max_history: int = Field(
+        256,
+        ge=1,
+        description="statsforecast baselines fit on at most this many rows before each origin "
+        "(the recent tail): an ETS fit's cost grows with its history.",
+    )
+    gate_must_beat: BaselineName | Literal["none"] = "seasonal_naive"
     gate_max_regression: float = Field(
         0.0, ge=0, description="Allowed relative MASE loss against the current champion."
     )
@@ -271,14 +298,36 @@ class EvaluationConfig(_Section):
         "no series in common): refuse keeps it; baseline_only decides on the baseline alone.",
     )
 
+    @model_validator(mode="after")
+    def _gate_baseline_is_scored(self) -> EvaluationConfig:
+        if len(set(self.baselines)) != len(self.baselines):
+            raise ValueError(f"evaluation.baselines lists a baseline twice: {self.baselines}")
+        if self.gate_must_beat != "none" and self.gate_must_beat not in self.baselines:
+            raise ValueError(
+                f"evaluation.gate_must_beat = {self.gate_must_beat!r} is not among "
+                f"evaluation.baselines {self.baselines}: add it there or set it to 'none'"
+            )
+        statistical = set(self.baselines) - {"naive", "seasonal_naive"}
+        if statistical and self.baseline_max_history < 2 * self.season_length:
+            raise ValueError(
+                f"evaluation.baseline_max_history = {self.baseline_max_history} is below two "
+                f"seasons (evaluation.season_length = {self.season_length})"
+            )
+        return self
+
 
 class ForecastConfig(_Section):
     """The nightly forecast."""
 
     fallback: bool = Field(
         True,
-        description="Until a model has passed the gate, publish a seasonal-naive forecast "
-        "(labelled as such) instead of failing the night.",
+        description="Until a model has passed the gate, publish a forecast by "
+        "forecast.fallback_model (labelled as such) instead of failing the night.",
+    )
+    fallback_model: BaselineName = Field(
+        "seasonal_naive",
+        description="The fallback's model (any evaluation baseline name); the forecast file's "
+        "`model` column names it.",
     )
 
 

@@ -7,11 +7,19 @@ training rows. The current champion is scored on the test windows it can forecas
 never saw, or a window shape it cannot take, leaves windows out, never crashes); the challenger
 is scored on exactly those windows too, so the gate compares like with like. When the champion
 can forecast none of them, the comparison says so and the gate applies its policy.
+
+The statsforecast baselines (`evaluation.baselines`: auto_ets, auto_theta, sf_seasonal_naive)
+refit at every window and run within `evaluation.baseline_time_budget_s`: when the time
+measured on a first batch of fits says every series would not fit, they are scored on a seeded
+sample of series, the challenger is scored on that sample too (`challenger_on_baseline_sample`),
+and the metadata, the UI table and the report say so (`BaselineSample`).
 """
 
 from __future__ import annotations
 
 import io
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,13 +29,17 @@ from pydantic import BaseModel
 
 from lstm_model.forecasters import (
     Forecaster,
-    Naive,
     ScaledModelForecaster,
-    SeasonalNaive,
     actuals,
     input_rows,
 )
 from lstm_model.metrics import OVERALL, metrics_table, seasonal_naive_scales
+from lstm_model.statistical import (
+    DEFAULT_MAX_HISTORY,
+    StatsForecastModel,
+    baseline_forecaster,
+    forecast_within_budget,
+)
 from tasks.config import PipelineConfig
 from tasks.normalize import load_normalized
 from tasks.registry import ModelRegistry, model_from_bytes
@@ -46,6 +58,36 @@ from tasks.storage import ArtifactRef, ArtifactStore, code_version, content_key
 CHAMPION = "champion"
 CHALLENGER_ON_CHAMPION_WINDOWS = "challenger_on_champion_windows"
 """The challenger's scores on exactly the windows the champion could forecast."""
+CHALLENGER_ON_BASELINE_SAMPLE = "challenger_on_baseline_sample"
+"""The challenger's scores on the windows of the series sampled for the statsforecast baselines."""
+DEFAULT_BASELINES = ("naive", "seasonal_naive")
+
+
+class BaselineSample(BaseModel):
+    """Which series the statsforecast baselines were scored on, and why (kept with the metrics)."""
+
+    models: list[str] = []
+    sampled: bool = False
+    series: int = 0
+    total_series: int = 0
+    windows: int = 0
+    total_windows: int = 0
+    seconds_per_fit: dict[str, float] = {}
+    projected_s: float = 0.0
+    elapsed_s: float = 0.0
+    budget_s: float = 0.0
+    workers: int = 1
+    cut_at_deadline: bool = False
+    note: str = "no statsforecast baseline configured"
+
+
+@dataclass(frozen=True)
+class BaselineBudget:
+    """How long the statsforecast baselines may take, and how their series sample is drawn."""
+
+    budget_s: float = math.inf
+    seed: int = 0
+    n_jobs: int = 1
 
 
 class ChampionComparison(BaseModel):
@@ -162,11 +204,15 @@ def evaluate_forecasters(
     baselines: list[Forecaster],
     champion: Forecaster | None = None,
     champion_version: str | None = None,
-) -> tuple[pd.DataFrame, dict[str, np.ndarray], ChampionComparison, EvaluationData]:
+    budget: BaselineBudget | None = None,
+) -> tuple[pd.DataFrame, dict[str, np.ndarray], ChampionComparison, EvaluationData, BaselineSample]:
     """Metrics of challenger and baselines on the same test windows, plus the champion comparison.
 
     Every model is scored on the windows all of challenger and baselines can forecast (a
     season longer than look_back leaves out test windows with less than a season of history).
+    The statsforecast baselines run within `budget` (none: no limit); when only a sample of
+    series fits, they are scored on its windows, beside the challenger on the same windows, and
+    their `forecasts` are NaN elsewhere.
     """
     horizon = challenger.horizon
     usable = np.logical_and.reduce(
@@ -178,22 +224,112 @@ def evaluate_forecasters(
             "longer than the series before the validation cutoff?)"
         )
     data = data.only(usable)
+    costly = [b for b in baselines if isinstance(b, StatsForecastModel)]
     forecasts: dict[str, np.ndarray] = {}
     for forecaster in [challenger, *baselines]:
-        forecasts[forecaster.name] = forecaster.predict(data.frame, data.ends)
+        if not isinstance(forecaster, StatsForecastModel):
+            forecasts[forecaster.name] = forecaster.predict(data.frame, data.ends)
+    sample, sampled, keep = statistical_forecasts(data, costly, budget or BaselineBudget())
+    forecasts.update(sampled)
+    whole = {name: values for name, values in forecasts.items() if name not in sampled}
+    if not sample.sampled:
+        whole = forecasts
     metrics = metrics_table(
-        actuals(data.frame, data.ends, horizon), forecasts, data.unique_ids, data.scales
+        actuals(data.frame, data.ends, horizon), whole, data.unique_ids, data.scales
     )
+    parts = [metrics]
+    if sample.sampled:
+        parts.append(
+            metrics_table(
+                actuals(data.frame, data.ends[keep], horizon),
+                {name: values[keep] for name, values in sampled.items()}
+                | {CHALLENGER_ON_BASELINE_SAMPLE: forecasts[challenger.name][keep]},
+                data.unique_ids[keep],
+                data.scales,
+            )
+        )
     champion_metrics, comparison = champion_comparison(
         data, forecasts[challenger.name], champion, champion_version, horizon
     )
     if champion_metrics is not None:
-        metrics = pd.concat([metrics, champion_metrics], ignore_index=True)
-    return metrics, forecasts, comparison, data
+        parts.append(champion_metrics)
+    metrics = pd.concat(parts, ignore_index=True)
+    # Keep the order callers know: challenger, baselines as configured, then comparisons.
+    forecasts = {f.name: forecasts[f.name] for f in [challenger, *baselines]}
+    return metrics, forecasts, comparison, data, sample
 
 
-def baselines(horizon: int, season: int) -> list[Forecaster]:
-    return [Naive(horizon), SeasonalNaive(horizon, season)]
+def statistical_forecasts(
+    data: EvaluationData, models: list[StatsForecastModel], budget: BaselineBudget
+) -> tuple[BaselineSample, dict[str, np.ndarray], np.ndarray]:
+    """The statsforecast baselines on the windows their budget allows (NaN on the others),
+    and which windows those are."""
+    if not models:
+        everything = np.ones(len(data.ends), dtype=bool)
+        return BaselineSample(total_windows=len(data.ends)), {}, everything
+    run = forecast_within_budget(
+        models, data.frame, data.ends, budget.budget_s, budget.seed, budget.n_jobs
+    )
+    forecasts = {}
+    for model in models:
+        full = np.full((len(data.ends), model.horizon), np.nan)
+        full[run.scored] = run.forecasts[model.name]
+        forecasts[model.name] = full
+    names = [model.name for model in models]
+    per_fit = ", ".join(f"{name} {s:.3f} s" for name, s in run.seconds_per_fit.items())
+    if run.sampled:
+        note = (
+            f"{', '.join(names)} scored on a seeded sample of {run.series} of "
+            f"{run.total_series} series ({int(run.scored.sum())} of {len(data.ends)} windows): "
+            f"all series would take about {run.projected_s:.0f} s (measured per fit: "
+            f"{per_fit}), over evaluation.baseline_time_budget_s = {run.budget_s:g} s"
+        )
+        if run.cut_at_deadline:
+            note += " (fits ran slower than measured: stopped at the budget's end)"
+    else:
+        note = (
+            f"{', '.join(names)} scored on all {run.total_series} series in "
+            f"{run.elapsed_s:.1f} s (measured per fit: {per_fit})"
+        )
+    sample = BaselineSample(
+        models=names,
+        sampled=run.sampled,
+        series=run.series,
+        total_series=run.total_series,
+        windows=int(run.scored.sum()),
+        total_windows=len(data.ends),
+        seconds_per_fit=run.seconds_per_fit,
+        projected_s=run.projected_s,
+        elapsed_s=run.elapsed_s,
+        budget_s=run.budget_s if math.isfinite(run.budget_s) else 0.0,
+        workers=run.workers,
+        cut_at_deadline=run.cut_at_deadline,
+        note=note,
+    )
+    return sample, forecasts, run.scored
+
+
+def baselines(
+    horizon: int,
+    season: int,
+    names: Sequence[str] = DEFAULT_BASELINES,
+    max_history: int = DEFAULT_MAX_HISTORY,
+    n_jobs: int = 1,
+) -> list[Forecaster]:
+    return [baseline_forecaster(n, horizon, season, max_history, n_jobs) for n in names]
+
+
+def configured_baselines(config: PipelineConfig, horizon: int) -> list[Forecaster]:
+    """The baselines `evaluation.baselines` names, with their history bound and workers."""
+    ev = config.evaluation
+    return baselines(
+        horizon, ev.season_length, ev.baselines, ev.baseline_max_history, ev.baseline_n_jobs
+    )
+
+
+def configured_budget(config: PipelineConfig) -> BaselineBudget:
+    ev = config.evaluation
+    return BaselineBudget(ev.baseline_time_budget_s, ev.baseline_seed, ev.baseline_n_jobs)
 
 
 def plot_forecasts(
@@ -228,7 +364,9 @@ def plot_forecasts(
     return buffer.getvalue()
 
 
-def metrics_markdown(metrics: pd.DataFrame, plot_uri: str | None) -> str:
+def metrics_markdown(
+    metrics: pd.DataFrame, plot_uri: str | None, sample: BaselineSample | None = None
+) -> str:
     overall = metrics[metrics["unique_id"] == OVERALL].set_index("model")
     lines = [
         "# Test-split metrics (original units)",
@@ -240,6 +378,14 @@ def metrics_markdown(metrics: pd.DataFrame, plot_uri: str | None) -> str:
         lines.append(
             f"| {model} | {row.mae:.4f} | {row.rmse:.4f} | {row.smape:.4f} | {row.mase:.4f} |"
         )
+    if sample is not None and sample.models:
+        heading = "Sampled statistical baselines" if sample.sampled else "Statistical baselines"
+        lines += ["", f"**{heading}**: {sample.note}."]
+        if sample.sampled:
+            lines += [
+                f"Their rows (and `{CHALLENGER_ON_BASELINE_SAMPLE}`) cover only the sampled "
+                "series' windows; the gate compares the model with them on that sample."
+            ]
     if plot_uri:
         lines += ["", f"Plot of actuals against forecasts: `{plot_uri}`"]
     return "\n".join(lines)
@@ -298,14 +444,19 @@ def evaluate_models(
     windows: ArtifactRef,
     trained: ArtifactRef,
     champion_version: str | None,
-) -> tuple[pd.DataFrame, dict[str, np.ndarray], ChampionComparison, EvaluationData]:
+) -> tuple[pd.DataFrame, dict[str, np.ndarray], ChampionComparison, EvaluationData, BaselineSample]:
     """Load what the evaluation needs and score challenger, baselines and champion."""
     season = config.evaluation.season_length
     data, challenger = load_evaluation(store, windows, trained, season)
     registry = ModelRegistry(store, config.name)
     champion = registry.forecaster(champion_version) if champion_version else None
     return evaluate_forecasters(
-        data, challenger, baselines(challenger.horizon, season), champion, champion_version
+        data,
+        challenger,
+        configured_baselines(config, challenger.horizon),
+        champion,
+        champion_version,
+        configured_budget(config),
     )
 
 
@@ -320,7 +471,7 @@ def evaluate_task(
     key = evaluate_key(config, windows, trained, champion_version)
 
     def compute(store: ArtifactStore) -> StepResult:
-        metrics, forecasts, comparison, data = evaluate_models(
+        metrics, forecasts, comparison, data, sample = evaluate_models(
             store, config, windows, trained, champion_version
         )
         plot_uri = None
@@ -329,6 +480,8 @@ def evaluate_task(
             png = plot_forecasts(data, forecasts, data.look_back, config.evaluation.plot_series)
             store.write_bytes(plot_uri, png)
         champion_note = f"champion {comparison.version}: {comparison.note}"
+        if sample.models:
+            champion_note += f"; {sample.note}"
         overall = metrics[metrics["unique_id"] == OVERALL]
         publish_table(
             f"metrics-{config.name}",
@@ -336,13 +489,16 @@ def evaluate_task(
             f"Test metrics, model against baselines ({len(data.ends)} windows); {champion_note}",
         )
         publish_markdown(
-            f"evaluation-{config.name}", metrics_markdown(metrics, plot_uri), "Evaluation report"
+            f"evaluation-{config.name}",
+            metrics_markdown(metrics, plot_uri, sample),
+            "Evaluation report",
         )
         run_logger().info(
             "Test metrics (overall):\n%s\n%s", overall.to_string(index=False), champion_note
         )
         return metrics, {
             "champion": comparison.model_dump(),
+            "baseline_sample": sample.model_dump(),
             "test_windows": len(data.ends),
             "plot": plot_uri,
         }

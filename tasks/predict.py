@@ -2,8 +2,9 @@
 
 Each series' last `look_back` rows go through the champion as a `Forecaster` (scaled with its
 own scaler, predicted, brought back to original units) and are laid on the future frequency
-grid. Until a model has passed the gate, `forecast.fallback` publishes a seasonal-naive
-forecast instead, labelled as such in the file (`model`, `fallback`) and in the UI.
+grid. Until a model has passed the gate, `forecast.fallback` publishes a forecast by
+`forecast.fallback_model` (seasonal naive by default; any evaluation baseline, auto_ets and
+auto_theta included) instead, labelled as such in the file (`model`, `fallback`) and in the UI.
 
 The result is written whole to `{root}/forecasts/{name}/run_date=YYYY-MM-DD/forecast.parquet`
 with one atomic write, so a rerun of the same night replaces it, a crash leaves the previous
@@ -20,7 +21,8 @@ import pandas as pd
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
-from lstm_model.forecasters import Forecaster, SeasonalNaive, series_first_rows
+from lstm_model.forecasters import Forecaster, series_first_rows
+from lstm_model.statistical import baseline_forecaster
 from tasks.config import PipelineConfig
 from tasks.registry import ModelRegistry
 from tasks.runtime import (
@@ -35,6 +37,12 @@ from tasks.storage import ArtifactRef, ArtifactStore
 
 FALLBACK_VERSION = "fallback-seasonal-naive"
 """The `model_version` of a night forecast by the seasonal-naive fallback."""
+
+
+def fallback_version(model: str) -> str:
+    """The `model_version` of a night forecast by the fallback `model` (FALLBACK_VERSION for
+    seasonal_naive)."""
+    return "fallback-" + model.replace("_", "-")
 
 
 class NoChampionError(RuntimeError):
@@ -157,7 +165,7 @@ def predict_frame(
 def serving_forecaster(
     registry: ModelRegistry, config: PipelineConfig
 ) -> tuple[Forecaster, str, bool]:
-    """The champion as a forecaster, or the seasonal-naive fallback until one passed the gate."""
+    """The champion as a forecaster, or `forecast.fallback_model` until one passed the gate."""
     version = registry.champion_version()
     if version is not None:
         return registry.forecaster(version), version, False
@@ -165,10 +173,17 @@ def serving_forecaster(
         raise NoChampionError(
             f"No champion model for pipeline {config.name!r} under {registry.uri()}: "
             "train one first with `forecast train` (or `forecast run`), or set "
-            "forecast.fallback = true to publish a seasonal-naive forecast meanwhile."
+            "forecast.fallback = true to publish a baseline forecast meanwhile."
         )
-    fallback = SeasonalNaive(horizon=config.window.horizon, season=config.evaluation.season_length)
-    return fallback, FALLBACK_VERSION, True
+    name = config.forecast.fallback_model
+    fallback = baseline_forecaster(
+        name,
+        config.window.horizon,
+        config.evaluation.season_length,
+        config.evaluation.baseline_max_history,
+        config.evaluation.baseline_n_jobs,
+    )
+    return fallback, fallback_version(name), True
 
 
 def forecast_uri(store: ArtifactStore, name: str, run_date: str) -> str:
@@ -183,7 +198,7 @@ def summary_markdown(summary: ForecastSummary) -> str:
         "|---|---|",
         f"| output | `{summary.uri}` |",
         f"| model version | `{summary.model_version}` |",
-        f"| fallback (seasonal naive, no model passed the gate yet) | {summary.fallback} |",
+        f"| fallback (a baseline: no model passed the gate yet) | {summary.fallback} |",
         f"| rows | {summary.rows:,} |",
         f"| series | {summary.series:,} |",
         f"| horizon | {summary.horizon} steps |",
@@ -205,7 +220,9 @@ def predict_task(config: PipelineConfig, validated: ArtifactRef, run_date: str) 
     store = store_for(config)
     forecaster, version, fallback = serving_forecaster(ModelRegistry(store, config.name), config)
     if fallback:
-        logger.warning("No model has passed the gate yet: publishing the seasonal-naive fallback")
+        logger.warning(
+            "No model has passed the gate yet: publishing the %s fallback", forecaster.name
+        )
     frame, validated_meta = store.read_table(validated)
     table, skipped = predict_frame(
         frame,

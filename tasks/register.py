@@ -1,7 +1,9 @@
 """Register step: save the trained model as a version, then let the gate decide on promotion.
 
 The gate compares the challenger with the chosen baseline on every test window and with the
-champion on the windows the champion can forecast. An incomparable champion (another horizon,
+champion on the windows the champion can forecast. When the baseline it must beat is a
+statsforecast one scored on a sample of series only (its time budget), the challenger is
+compared with it on that same sample, and the reason says so. An incomparable champion (another horizon,
 no series in common) is an explicit policy, `evaluation.gate_on_incomparable`: `refuse` keeps
 the champion, `baseline_only` decides on the baseline alone; the decision records which.
 
@@ -25,8 +27,10 @@ from lstm_model.metrics import OVERALL
 from lstm_model.scaling import SeriesScaler
 from tasks.config import EvaluationConfig, PipelineConfig
 from tasks.evaluate import (
+    CHALLENGER_ON_BASELINE_SAMPLE,
     CHALLENGER_ON_CHAMPION_WINDOWS,
     CHAMPION,
+    BaselineSample,
     ChampionComparison,
     evaluate_models,
 )
@@ -67,11 +71,15 @@ def _finite(value: float | None) -> bool:
 
 
 def decide_promotion(
-    metrics: pd.DataFrame, gate: EvaluationConfig, comparison: ChampionComparison
+    metrics: pd.DataFrame,
+    gate: EvaluationConfig,
+    comparison: ChampionComparison,
+    sample: BaselineSample | None = None,
 ) -> Decision:
     """Apply the gate to one evaluation: baseline first, then the champion (or the policy).
 
-    A missing or non-finite score is never a pass: it refuses.
+    A missing or non-finite score is never a pass: it refuses. A baseline scored on a sample
+    of series only (`sample`) is compared with the challenger's score on that sample.
     """
     challenger = overall_mase(metrics, CHALLENGER)
     if not _finite(challenger):
@@ -81,13 +89,27 @@ def decide_promotion(
         baseline = overall_mase(metrics, gate.gate_must_beat)
         if not _finite(baseline):
             return Decision(promote=False, reason=f"no finite {gate.gate_must_beat} MASE")
-        if not challenger < baseline:
+        mine, where = challenger, ""
+        if sample is not None and sample.sampled and gate.gate_must_beat in sample.models:
+            mine = overall_mase(metrics, CHALLENGER_ON_BASELINE_SAMPLE)
+            where = (
+                f" on the sample of {sample.series} of {sample.total_series} series "
+                f"{gate.gate_must_beat} was scored on (time budget)"
+            )
+            if not _finite(mine):
+                return Decision(promote=False, reason=f"no finite challenger MASE{where}")
+        if not mine < baseline:
             return Decision(
                 promote=False,
-                reason=f"challenger MASE {challenger:.4f} does not beat "
-                f"{gate.gate_must_beat} ({baseline:.4f})",
+                reason=f"challenger MASE {mine:.4f} does not beat "
+                f"{gate.gate_must_beat} ({baseline:.4f}){where}",
             )
-        reasons.append(f"beats {gate.gate_must_beat} ({baseline:.4f})")
+        if where:
+            reasons.append(
+                f"beats {gate.gate_must_beat} ({mine:.4f} against {baseline:.4f}{where})"
+            )
+        else:
+            reasons.append(f"beats {gate.gate_must_beat} ({baseline:.4f})")
     if comparison.version is None:
         reasons.append("no champion yet")
     elif comparison.comparable:
@@ -184,6 +206,7 @@ def register(
     save_trained_version(store, config, version, windows, trained, evaluation)
     metrics, eval_meta = store.read_table(evaluation)
     comparison = ChampionComparison(**eval_meta["champion"])
+    sample = BaselineSample(**eval_meta.get("baseline_sample", {}))
     with registry.pointer_lock():
         current = registry.champion_version()
         if current == version:
@@ -191,10 +214,10 @@ def register(
         else:
             if comparison.version != current:
                 # Promoted meanwhile by another run: compare with the champion serving now.
-                metrics, _, comparison, _ = evaluate_models(
+                metrics, _, comparison, _, sample = evaluate_models(
                     store, config, windows, trained, current
                 )
-            decision = decide_promotion(metrics, config.evaluation, comparison)
+            decision = decide_promotion(metrics, config.evaluation, comparison, sample)
             if decision.promote:
                 registry.swap_champion(current, version, decision.reason)
     store.write_json(

@@ -229,3 +229,36 @@ def test_a_frequency_without_defaults_needs_the_values_given(tmp_path: Path) -> 
         2,
         1,
     )
+
+
+def test_the_gate_baseline_must_be_a_configured_baseline(tmp_path: Path) -> None:
+    bad = tmp_path / "gate.toml"
+    bad.write_text('[source]\npath = "x.parquet"\n[evaluation]\ngate_must_beat = "auto_ets"\n')
+    with pytest.raises(ConfigError) as raised:
+        load_config(bad, environ={})
+    message = str(raised.value)
+    assert "gate.toml" in message
+    assert (
+        "evaluation.gate_must_beat = 'auto_ets' is not among evaluation.baselines "
+        "['naive', 'seasonal_naive']: add it there or set it to 'none'"
+    ) in message
+    good = load_config(
+        bad, environ={"FORECAST__EVALUATION__BASELINES": '["naive", "auto_ets", "auto_theta"]'}
+    )
+    assert good.evaluation.gate_must_beat == "auto_ets"
+    assert good.evaluation.baselines == ["naive", "auto_ets", "auto_theta"]
+    none = PipelineConfig(source={"path": "x"}, evaluation={"gate_must_beat": "none"})
+    assert none.evaluation.baselines == ["naive", "seasonal_naive"]  # the cheap default
+    with pytest.raises(ValueError, match=r"evaluation\.baselines lists a baseline twice"):
+        PipelineConfig(source={"path": "x"}, evaluation={"baselines": ["naive", "naive"]})
+    with pytest.raises(ValueError, match="evaluation.baselines.0"):
+        load_config(bad, environ={"FORECAST__EVALUATION__BASELINES": '["arima"]'})
+    with pytest.raises(ValueError, match=r"evaluation\.baseline_max_history = 10 is below two"):
+        PipelineConfig(
+            source={"path": "x"},
+            evaluation={"baselines": ["seasonal_naive", "auto_ets"], "baseline_max_history": 10},
+        )
+    # Only statsforecast fits read that history: the cheap baselines do not care.
+    PipelineConfig(source={"path": "x"}, evaluation={"baseline_max_history": 10})
+    with pytest.raises(ValueError, match=r"forecast\.fallback_model"):
+        PipelineConfig(source={"path": "x"}, forecast={"fallback_model": "lstm"})

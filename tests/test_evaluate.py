@@ -76,7 +76,7 @@ def overall(metrics: pd.DataFrame, model: str, column: str = "mase") -> float:
 
 
 def test_metrics_match_a_hand_computation() -> None:
-    metrics, forecasts, comparison, scored = evaluate_forecasters(
+    metrics, forecasts, comparison, scored, _ = evaluate_forecasters(
         data(), Constant(2.0), [Naive(HORIZON), SeasonalNaive(HORIZON, SEASON)]
     )
     # Actuals: a [1, 3], a [2, 4], b [10, 30]; seasonal naive (season 2): a [1, 3], [1, 3],
@@ -99,7 +99,7 @@ def test_the_champion_is_scored_on_the_windows_it_can_forecast() -> None:
     champion = ScaledModelForecaster(
         LastValue(), scaler, ["y"], LOOK_BACK, HORIZON, name="champion"
     )
-    metrics, _, comparison, _ = evaluate_forecasters(
+    metrics, _, comparison, _, _ = evaluate_forecasters(
         data(), Constant(2.0), [SeasonalNaive(HORIZON, SEASON)], champion, "v1"
     )
     assert comparison.comparable and comparison.version == "v1"
@@ -119,12 +119,12 @@ def test_a_champion_with_another_horizon_or_no_series_is_incomparable() -> None:
     frame = panel()
     scaler = fit_scaler(frame[frame["unique_id"] == "a"].head(4), ["y"], "standard")
     longer = ScaledModelForecaster(LastValue(), scaler, ["y"], LOOK_BACK, HORIZON + 1)
-    _, _, comparison, _ = evaluate_forecasters(data(), Constant(2.0), [], longer, "v1")
+    _, _, comparison, _, _ = evaluate_forecasters(data(), Constant(2.0), [], longer, "v1")
     assert not comparison.comparable
     assert comparison.note == f"champion forecasts {HORIZON + 1} steps, the challenger {HORIZON}"
     other = fit_scaler(pd.DataFrame({"unique_id": ["z", "z"], "y": [1.0, 2.0]}), ["y"])
     stranger = ScaledModelForecaster(LastValue(), other, ["y"], LOOK_BACK, HORIZON)
-    metrics, _, comparison, _ = evaluate_forecasters(data(), Constant(2.0), [], stranger, "v2")
+    metrics, _, comparison, _, _ = evaluate_forecasters(data(), Constant(2.0), [], stranger, "v2")
     assert not comparison.comparable and "cannot forecast any test window" in comparison.note
     assert CHAMPION not in set(metrics["model"])
 
@@ -132,7 +132,7 @@ def test_a_champion_with_another_horizon_or_no_series_is_incomparable() -> None:
 def test_windows_without_a_season_of_history_are_left_out_for_every_model() -> None:
     # A season of 6 needs 6 rows before the origin: only a's second window (end 6) and b's
     # window (end 12, b starts at row 8: 4 rows) -> only end 6 is kept.
-    metrics, forecasts, _, scored = evaluate_forecasters(
+    metrics, forecasts, _, scored, _ = evaluate_forecasters(
         data(), Constant(2.0), [SeasonalNaive(HORIZON, 6)]
     )
     assert scored.ends.tolist() == [6]

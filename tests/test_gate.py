@@ -243,3 +243,37 @@ def test_the_real_seasonal_naive_gate_refuses_then_promotes(tmp_path: Path) -> N
     promoted = training_flow(config(reference="seasonal_naive"), "2026-11-20")
     assert promoted.promoted, promoted.reason
     assert "beats seasonal_naive" in promoted.reason and promoted.champion == promoted.version
+
+
+def test_a_sampled_statistical_baseline_gates_on_its_sample(tmp_path: Path) -> None:
+    config = gate_config(
+        source_with(tmp_path / "d", SERIES),
+        tmp_path / "store",
+        "sampled",
+        baselines=["seasonal_naive", "auto_theta"],
+        gate_must_beat="auto_theta",
+        baseline_time_budget_s=1e-6,  # room for the first series only
+        baseline_n_jobs=1,
+    )
+    windows = windows_for(config)
+    store = ArtifactStore(config.storage.root)
+    trained = trained_artifact(store, windows, 7, "sampled-seasonal")
+    evaluation = evaluate_task.fn(config, windows, trained)
+    metrics, meta = store.read_table(evaluation)
+    sample = meta["baseline_sample"]
+    assert sample["sampled"] and (sample["series"], sample["total_series"]) == (1, 3)
+    assert sample["models"] == ["auto_theta"] and "sample of 1 of 3 series" in sample["note"]
+    sampled = set(metrics.loc[metrics["model"] == "auto_theta", "unique_id"]) - {OVERALL}
+    assert len(sampled) == 1 and sampled < set(SERIES)
+
+    def mase(model: str, series: str = OVERALL) -> float:
+        rows = metrics[(metrics["model"] == model) & (metrics["unique_id"] == series)]
+        return float(rows["mase"].iloc[0])
+
+    # The challenger on the sample is the challenger on that one series' windows.
+    (station,) = sampled
+    assert mase("challenger_on_baseline_sample") == pytest.approx(mase("lstm", station))
+    _, decision = register(store, config, windows, trained, evaluation)
+    where = "on the sample of 1 of 3 series auto_theta was scored on (time budget)"
+    assert where in decision.reason
+    assert decision.promote == (mase("challenger_on_baseline_sample") < mase("auto_theta"))

@@ -10,14 +10,17 @@ import pytest
 
 from lstm_model.forecasters import ScaledModelForecaster, SeasonalNaive
 from lstm_model.scaling import fit_scaler
+from lstm_model.statistical import StatsForecastModel
 from tasks.config import PipelineConfig
 from tasks.predict import (
     FALLBACK_VERSION,
     NoChampionError,
+    fallback_version,
     forecast_frame,
     forecastable,
     future_grid,
     predict_frame,
+    predict_task,
     serving_forecaster,
 )
 from tasks.registry import ModelRegistry
@@ -170,3 +173,32 @@ def test_without_a_champion_the_fallback_is_seasonal_naive_and_labelled(tmp_path
     )
     with pytest.raises(NoChampionError, match="train one first"):
         serving_forecaster(registry, off)
+
+
+def test_an_auto_theta_fallback_publishes_forecasts_labelled_so(tmp_path: Path) -> None:
+    from statsforecast.models import AutoTheta
+
+    config = PipelineConfig(
+        source={"path": "x.parquet"},
+        window={"look_back": 14, "horizon": 5},
+        evaluation={"season_length": 7, "baseline_max_history": 20},
+        forecast={"fallback_model": "auto_theta"},
+        storage={"root": str(tmp_path)},
+    )
+    store = ArtifactStore(str(tmp_path))
+    forecaster, version, fallback = serving_forecaster(ModelRegistry(store, config.name), config)
+    assert isinstance(forecaster, StatsForecastModel) and forecaster.name == "auto_theta"
+    assert fallback and version == fallback_version("auto_theta") == "fallback-auto-theta"
+    assert fallback_version("seasonal_naive") == FALLBACK_VERSION
+    history = noisy_frame()
+    validated = store.write_table("validate", "k", history, config_hash=config.digest())
+    summary = predict_task.fn(config, validated, "2026-02-10")
+    assert summary.fallback and summary.model_version == "fallback-auto-theta"
+    assert summary.series == 2 and summary.skipped == {}
+    table = pd.read_parquet(summary.uri)
+    assert set(table["model"]) == {"auto_theta"} and table["fallback"].all()
+    assert set(table["model_version"]) == {"fallback-auto-theta"}
+    for uid in ("a", "b"):
+        tail = history.loc[history["unique_id"] == uid, "y"].to_numpy()[-20:]
+        expected = AutoTheta(season_length=7).forecast(y=tail, h=5)["mean"]
+        np.testing.assert_allclose(table.loc[table["unique_id"] == uid, "yhat"], expected)

@@ -14,7 +14,7 @@ import pytest
 from lstm_model.metrics import OVERALL
 from lstm_model.scaling import fit_scaler
 from tasks.config import EvaluationConfig, PipelineConfig
-from tasks.evaluate import ChampionComparison
+from tasks.evaluate import BaselineSample, ChampionComparison
 from tasks.register import decide_promotion
 from tasks.registry import ChampionChanged, ModelRegistry
 from tasks.storage import ArtifactError, ArtifactStore, table_to_parquet_bytes
@@ -74,6 +74,49 @@ def test_gate_requires_beating_the_chosen_baseline() -> None:
     assert decide_promotion(
         metrics(lstm=0.95, naive=1.2), EvaluationConfig(gate_must_beat="naive"), NO_CHAMPION
     ).promote
+
+
+def test_gate_can_require_beating_a_statistical_baseline() -> None:
+    gate = EvaluationConfig(baselines=["seasonal_naive", "auto_ets"], gate_must_beat="auto_ets")
+    passed = decide_promotion(
+        metrics(lstm=0.8, seasonal_naive=0.7, auto_ets=0.85), gate, NO_CHAMPION
+    )
+    assert passed.promote
+    assert passed.reason == "challenger MASE 0.8000; beats auto_ets (0.8500); no champion yet"
+    refused = decide_promotion(
+        metrics(lstm=0.9, seasonal_naive=1.5, auto_ets=0.85), gate, NO_CHAMPION
+    )
+    assert not refused.promote
+    assert refused.reason == "challenger MASE 0.9000 does not beat auto_ets (0.8500)"
+    missing = decide_promotion(metrics(lstm=0.5, seasonal_naive=0.9), gate, NO_CHAMPION)
+    assert not missing.promote and missing.reason == "no finite auto_ets MASE"
+
+
+def test_a_sampled_baseline_is_compared_on_its_sample() -> None:
+    gate = EvaluationConfig(baselines=["naive", "auto_ets"], gate_must_beat="auto_ets")
+    sample = BaselineSample(
+        models=["auto_ets"], sampled=True, series=2, total_series=10, windows=6, total_windows=30
+    )
+    where = "on the sample of 2 of 10 series auto_ets was scored on (time budget)"
+    # Better than auto_ets over all series, but not on the series auto_ets was scored on.
+    table = metrics(lstm=0.8, naive=1.2, auto_ets=0.85, challenger_on_baseline_sample=0.9)
+    refused = decide_promotion(table, gate, NO_CHAMPION, sample)
+    assert not refused.promote
+    assert refused.reason == f"challenger MASE 0.9000 does not beat auto_ets (0.8500) {where}"
+    # Worse over all series, better on the sample: the sample decides.
+    table = metrics(lstm=0.9, naive=1.2, auto_ets=0.85, challenger_on_baseline_sample=0.8)
+    passed = decide_promotion(table, gate, NO_CHAMPION, sample)
+    assert passed.promote
+    assert passed.reason == (
+        f"challenger MASE 0.9000; beats auto_ets (0.8000 against 0.8500 {where}); no champion yet"
+    )
+    no_row = decide_promotion(metrics(lstm=0.5, auto_ets=0.85), gate, NO_CHAMPION, sample)
+    assert not no_row.promote and no_row.reason == f"no finite challenger MASE {where}"
+    # A sample of other models leaves a gate on a whole-panel baseline as it was.
+    naive_gate = gate.model_copy(update={"gate_must_beat": "naive"})
+    assert decide_promotion(table, naive_gate, NO_CHAMPION, sample).reason == (
+        "challenger MASE 0.9000; beats naive (1.2000); no champion yet"
+    )
 
 
 def test_gate_refuses_non_finite_scores() -> None:
