@@ -124,13 +124,15 @@ class ScaledModelForecaster:
         ends = np.asarray(ends, dtype=np.int64)
         if not set(self.input_features) <= set(frame.columns):
             return np.zeros(ends.size, dtype=bool)
-        known = np.isin(frame["unique_id"].to_numpy()[ends - 1].astype(str), self.scaler.series)
+        known = np.isin(
+            frame["unique_id"].iloc[ends - 1].to_numpy().astype(str), self.scaler.series
+        )
         return history_available(frame, ends, self.look_back) & known
 
     def scaled_inputs(self, frame: pd.DataFrame, ends: np.ndarray) -> np.ndarray:
         """(n, look_back, features) float32 model inputs for the windows before `ends`."""
         ends = np.asarray(ends, dtype=np.int64)
-        series = self.scaler.series_index(frame["unique_id"].to_numpy()[ends - 1])
+        series = self.scaler.series_index(frame["unique_id"].iloc[ends - 1].to_numpy())
         columns = [self.scaler.column_index(name) for name in self.input_features]
         values = frame[list(self.input_features)].to_numpy(dtype=np.float64)
         offset = self.scaler.offset[series][:, columns][:, None, :]
@@ -147,7 +149,7 @@ class ScaledModelForecaster:
             # One Keras step per chunk: predict's default batch of 32 made the night 10x slower.
             inputs = self.scaled_inputs(frame, chunk)
             scaled = self.model.predict(inputs, batch_size=len(chunk), verbose=0)
-            ids = frame["unique_id"].to_numpy()[chunk - 1]
+            ids = frame["unique_id"].iloc[chunk - 1].to_numpy()
             outputs.append(self.scaler.inverse_target(np.asarray(scaled), ids))
         return np.concatenate(outputs)
 

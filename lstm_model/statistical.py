@@ -127,7 +127,7 @@ def _series_work(frame: pd.DataFrame, ends: np.ndarray) -> list[_SeriesWork]:
         return []
     y = frame["y"].to_numpy(dtype=np.float64)
     first = series_first_rows(frame)[ends - 1]
-    ids = frame["unique_id"].to_numpy()[ends - 1].astype(str)
+    ids = frame["unique_id"].iloc[ends - 1].to_numpy().astype(str)
     work = []
     for start in dict.fromkeys(first.tolist()):
         windows = np.flatnonzero(first == start)

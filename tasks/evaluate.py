@@ -111,7 +111,7 @@ class EvaluationData:
 
     @property
     def unique_ids(self) -> np.ndarray:
-        return self.frame["unique_id"].to_numpy()[self.ends - 1].astype(str)
+        return self.frame["unique_id"].iloc[self.ends - 1].to_numpy().astype(str)
 
     def only(self, keep: np.ndarray) -> EvaluationData:
         """The same rows with only the windows where `keep` is true."""

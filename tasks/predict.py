@@ -72,7 +72,7 @@ def series_ends(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     first = series_first_rows(frame)
     is_last = np.append(first[1:] != first[:-1], True)
     ends = np.flatnonzero(is_last) + 1
-    return frame["unique_id"].to_numpy()[ends - 1].astype(str), ends.astype(np.int64)
+    return frame["unique_id"].iloc[ends - 1].to_numpy().astype(str), ends.astype(np.int64)
 
 
 def forecastable(
@@ -146,7 +146,8 @@ def predict_frame(
     horizon = forecaster.horizon
     if ends.size:
         yhat = forecaster.predict(frame, ends)
-        last_ds = pd.Series(frame["ds"].to_numpy()[ends - 1], index=ids)
+        # iloc first: to_numpy() of a whole zone-aware column builds one object per row.
+        last_ds = pd.Series(frame["ds"].iloc[ends - 1].array, index=ids)
         future = future_grid(last_ds, horizon, frequency, timezone)
     else:
         yhat = np.empty((0, horizon))
