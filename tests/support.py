@@ -76,3 +76,14 @@ def settled_states(
             shown = {name: getattr(state, "name", state) for name, state in states.items()}
             raise AssertionError(f"{what} not settled after {timeout:.0f} s: {waiting} in {shown}")
         time.sleep(0.25)
+
+
+def train_small_champion(base: Path, run_date: str) -> PipelineConfig:
+    """The small real source under `base` and a store with a champion trained on it (the gate
+    is off in `small_config`, so the one epoch's model is promoted). Needs the Prefect harness."""
+    from flows.training import training_flow
+
+    config = small_config(write_small_source(base / "data"), base / "store")
+    registration = training_flow(config, run_date)
+    assert registration.promoted, registration.reason
+    return config

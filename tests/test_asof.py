@@ -13,7 +13,7 @@ import yaml
 
 from tasks.config import PipelineConfig
 from tasks.storage import ArtifactRef, ArtifactStore, sha256_bytes
-from tests.support import HORIZON, SERIES, small_config, write_small_source
+from tests.support import HORIZON, SERIES, small_config, train_small_champion, write_small_source
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -24,13 +24,7 @@ VALUES = ["unique_id", "ds", "step", "yhat"]
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> PipelineConfig:
     """A store with a champion trained on all rows of the small real source."""
-    from flows.training import training_flow
-
-    base = tmp_path_factory.mktemp("asof")
-    config = small_config(write_small_source(base / "data"), base / "store")
-    registration = training_flow(config, "2016-08-15")
-    assert registration.promoted, registration.reason
-    return config
+    return train_small_champion(tmp_path_factory.mktemp("asof"), "2016-08-15")
 
 
 def partition(config: PipelineConfig, night: str) -> Path:

@@ -26,6 +26,7 @@ from tests.support import (
     SERIES,
     settled_states,
     small_config,
+    train_small_champion,
     write_small_source,
 )
 
@@ -35,13 +36,7 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> PipelineConfig:
     """A store with a promoted champion, trained once for the module."""
-    from flows.training import training_flow
-
-    base = tmp_path_factory.mktemp("trained")
-    config = small_config(write_small_source(base / "data"), base / "store")
-    registration = training_flow(config, "2026-11-20")
-    assert registration.promoted, registration.reason
-    return config
+    return train_small_champion(tmp_path_factory.mktemp("trained"), "2026-11-20")
 
 
 def read_forecast(config: PipelineConfig, run_date: str) -> pd.DataFrame:
