@@ -149,6 +149,19 @@ def test_an_incomparable_champion_follows_the_policy(tmp_path: Path, policy: str
         assert promoted and champion_now == version and "'baseline_only'" in reason
 
 
+def evaluated_pair(
+    config: PipelineConfig, windows: ArtifactRef
+) -> dict[str, tuple[ArtifactRef, ArtifactRef]]:
+    """A worse ("flat") and a better ("seasonal") trained model, each evaluated before either
+    registers: both compared against the same champion (none yet)."""
+    store = ArtifactStore(config.storage.root)
+    runs = {}
+    for tag, season in (("flat", None), ("seasonal", 7)):
+        trained = trained_artifact(store, windows, season, f"{config.name}-{tag}")
+        runs[tag] = (trained, evaluate_task.fn(config, windows, trained))
+    return runs
+
+
 def test_two_trainings_in_either_order_leave_the_better_model(tmp_path: Path) -> None:
     source = source_with(tmp_path / "d", SERIES)
     outcomes = {}
@@ -159,11 +172,7 @@ def test_two_trainings_in_either_order_leave_the_better_model(tmp_path: Path) ->
         config = gate_config(source, tmp_path / "store", name)
         windows = windows_for(config)
         store = ArtifactStore(config.storage.root)
-        # Both are evaluated before either registers: each compared against "no champion".
-        runs = {}
-        for tag, season in (("flat", None), ("seasonal", 7)):
-            trained = trained_artifact(store, windows, season, f"{name}-{tag}")
-            runs[tag] = (trained, evaluate_task.fn(config, windows, trained))
+        runs = evaluated_pair(config, windows)
         for tag in order:
             register(store, config, windows, *runs[tag])
         outcomes[name] = ModelRegistry(store, name).champion_version()
@@ -177,10 +186,7 @@ def test_concurrent_registrations_leave_the_better_model(tmp_path: Path) -> None
     config = gate_config(source_with(tmp_path / "d", SERIES), tmp_path / "store", "race")
     windows = windows_for(config)
     store = ArtifactStore(config.storage.root)
-    runs = {}
-    for tag, season in (("flat", None), ("seasonal", 7)):
-        trained = trained_artifact(store, windows, season, f"race-{tag}")
-        runs[tag] = (trained, evaluate_task.fn(config, windows, trained))
+    runs = evaluated_pair(config, windows)
     barrier = threading.Barrier(2)
     errors: list[BaseException] = []
 
