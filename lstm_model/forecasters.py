@@ -25,7 +25,13 @@ from lstm_model.windowing import segment_bounds
 
 
 class Forecaster(Protocol):
-    """What every model offers evaluation, the gate and the nightly flow."""
+    """What every model offers evaluation, the gate and the nightly flow.
+
+    A probabilistic forecaster also has `quantiles` (sorted, with 0.5) and
+    `predict_quantiles(frame, ends) -> (n, horizon, len(quantiles))`, non-crossing along the
+    last axis; its `predict` is the median. Point forecasters have no `quantiles` attribute or an
+    empty one: use `forecast_quantiles_of(forecaster)`.
+    """
 
     name: str
     look_back: int  # rows of history needed before the origin
@@ -38,6 +44,16 @@ class Forecaster(Protocol):
     def predict(self, frame: pd.DataFrame, ends: np.ndarray) -> np.ndarray:
         """(n, horizon) forecasts in original units for the windows ending before `ends`."""
         ...
+
+
+def forecast_quantiles_of(forecaster: object) -> tuple[float, ...]:
+    """The quantiles a forecaster predicts (empty for a point forecaster)."""
+    return tuple(getattr(forecaster, "quantiles", ()) or ())
+
+
+def quantile_column(quantile: float) -> str:
+    """Forecast-file column of a quantile: 0.1 -> "yhat_q10", 0.025 -> "yhat_q2.5"."""
+    return f"yhat_q{round(quantile * 100, 6):g}"
 
 
 def series_first_rows(frame: pd.DataFrame) -> np.ndarray:

@@ -233,18 +233,55 @@ class ModelConfig(_Section):
     activation: Literal["tanh", "relu"] = Field(
         "tanh", description="tanh keeps the cuDNN kernel on GPU; relu (the seed's) does not."
     )
-    loss: Literal["mse", "mae", "huber"] = "mse"
+    loss: Literal["pinball", "mse", "mae", "huber"] = Field(
+        "pinball",
+        description="pinball: one output per model.quantiles (the median is yhat), trained with "
+        "the pinball loss; mse, mae and huber give a point forecast only.",
+    )
+    quantiles: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
+        default_factory=lambda: [0.1, 0.5, 0.9],
+        description="Quantiles forecast with loss = pinball; must include the median 0.5.",
+    )
+    normalization: Literal["window", "series"] = Field(
+        "window",
+        description="window: each input window's target is scaled by its own mean and spread "
+        "(as RevIN/DeepAR do), so a series' level today matters, not its training-era level; "
+        "series: the per-series scaler alone.",
+    )
     optimizer: Literal["adam", "rmsprop"] = "adam"
     learning_rate: float = Field(3e-3, gt=0)
     reference: Literal["none", "seasonal_naive"] = Field(
-        "none",
+        "seasonal_naive",
         description="seasonal_naive: the model learns a correction to the seasonal-naive "
         "forecast (period evaluation.season_length), so untrained it is seasonal naive.",
     )
 
+    @model_validator(mode="after")
+    def _quantiles_hold_the_median(self) -> ModelConfig:
+        if len(set(self.quantiles)) != len(self.quantiles):
+            raise ValueError(f"model.quantiles lists a quantile twice: {self.quantiles}")
+        if self.loss == "pinball" and 0.5 not in self.quantiles:
+            raise ValueError(
+                f"model.quantiles = {self.quantiles} must include 0.5: the median is yhat"
+            )
+        return self
+
+    @property
+    def forecast_quantiles(self) -> tuple[float, ...]:
+        """The quantiles the model forecasts, sorted; none for a point loss."""
+        return tuple(sorted(self.quantiles)) if self.loss == "pinball" else ()
+
 
 class TrainingConfig(_Section):
     epochs: int = Field(20, ge=1)
+    ensemble_size: int = Field(
+        3, ge=1, le=16, description="Seeds trained together; the forecast is their median."
+    )
+    refit: bool = Field(
+        True,
+        description="Serve a model refit on the whole history up to the cut for the epoch count "
+        "chosen on validation; the model scored on the test windows is fitted on the train rows.",
+    )
     batch_size: int = Field(256, ge=1)
     patience: int = Field(3, ge=0)
     seed: int = 42
