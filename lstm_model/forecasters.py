@@ -124,8 +124,14 @@ class ScaledModelForecaster:
     """A Keras model (or anything with `predict(inputs)`) on per-series scaled inputs.
 
     Inputs are the `input_features` of the last `look_back` rows, scaled with the model's own
-    scaler; outputs are the scaled target for `horizon` steps, brought back to original units
-    with the same scaler. Series the scaler never saw are not supported.
+    scaler; outputs are the scaled target for `horizon` steps (with a last quantile axis when
+    the model forecasts `quantiles`), brought back to original units with the same scaler.
+    Series the scaler never saw are not supported.
+
+    With `future_features` (input columns known in advance), the model also reads the `horizon`
+    rows after the origin: they must be in the frame, in the same series (the nightly forecast
+    appends them; in evaluation they are the test rows). Of those rows only the future-known
+    columns are passed on; every other value there (the target being forecast) is zeroed.
     """
 
     model: Any
@@ -135,6 +141,12 @@ class ScaledModelForecaster:
     horizon: int
     name: str = "lstm"
     batch_size: int = 4096
+    quantiles: tuple[float, ...] = ()
+    future_features: tuple[str, ...] = ()
+
+    @property
+    def input_rows(self) -> int:
+        return self.look_back + (self.horizon if self.future_features else 0)
 
     def supports(self, frame: pd.DataFrame, ends: np.ndarray) -> np.ndarray:
         ends = np.asarray(ends, dtype=np.int64)
@@ -143,23 +155,33 @@ class ScaledModelForecaster:
         known = np.isin(
             frame["unique_id"].iloc[ends - 1].to_numpy().astype(str), self.scaler.series
         )
-        return history_available(frame, ends, self.look_back) & known
+        usable = history_available(frame, ends, self.look_back) & known
+        if self.future_features:
+            usable &= future_rows_available(frame, ends, self.horizon)
+        return usable
 
     def scaled_inputs(self, frame: pd.DataFrame, ends: np.ndarray) -> np.ndarray:
-        """(n, look_back, features) float32 model inputs for the windows before `ends`."""
+        """(n, input_rows, features) float32 model inputs for the windows before `ends`."""
         ends = np.asarray(ends, dtype=np.int64)
         series = self.scaler.series_index(frame["unique_id"].iloc[ends - 1].to_numpy())
         columns = [self.scaler.column_index(name) for name in self.input_features]
         values = frame[list(self.input_features)].to_numpy(dtype=np.float64)
         offset = self.scaler.offset[series][:, columns][:, None, :]
         scale = self.scaler.scale[series][:, columns][:, None, :]
-        return ((values[input_rows(ends, self.look_back)] - offset) / scale).astype(np.float32)
+        rows = np.asarray(ends)[:, None] - self.look_back + np.arange(self.input_rows)
+        scaled = (values[rows] - offset) / scale
+        if self.future_features:
+            hidden = [i for i, f in enumerate(self.input_features) if f not in self.future_features]
+            scaled[:, self.look_back :, hidden] = 0.0
+        return scaled.astype(np.float32)
 
-    def predict(self, frame: pd.DataFrame, ends: np.ndarray) -> np.ndarray:
+    def _outputs(self, frame: pd.DataFrame, ends: np.ndarray) -> np.ndarray:
+        """The model's outputs in original units: (n, horizon[, quantiles])."""
         ends = np.asarray(ends, dtype=np.int64)
         if not self.supports(frame, ends).all():
             raise ValueError(f"{self.name}: some windows are not supported (see `supports`)")
-        outputs = [np.empty((0, self.horizon))]
+        shape = (0, self.horizon, len(self.quantiles)) if self.quantiles else (0, self.horizon)
+        outputs = [np.empty(shape)]
         for begin in range(0, ends.size, self.batch_size):
             chunk = ends[begin : begin + self.batch_size]
             # One Keras step per chunk: predict's default batch of 32 made the night 10x slower.
@@ -168,6 +190,54 @@ class ScaledModelForecaster:
             ids = frame["unique_id"].iloc[chunk - 1].to_numpy()
             outputs.append(self.scaler.inverse_target(np.asarray(scaled), ids))
         return np.concatenate(outputs)
+
+    def predict(self, frame: pd.DataFrame, ends: np.ndarray) -> np.ndarray:
+        """(n, horizon) point forecasts: the median when the model forecasts quantiles."""
+        outputs = self._outputs(frame, ends)
+        return outputs[:, :, self.quantiles.index(0.5)] if self.quantiles else outputs
+
+    def predict_quantiles(self, frame: pd.DataFrame, ends: np.ndarray) -> np.ndarray:
+        """(n, horizon, len(quantiles)) forecasts, non-crossing (the model builds them so)."""
+        if not self.quantiles:
+            raise ValueError(f"{self.name}: a point forecaster has no quantiles")
+        return self._outputs(frame, ends)
+
+    def predict_all(self, frame: pd.DataFrame, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Point forecasts and quantiles from one pass over the model (quantiles (n, H, 0) for a
+        point model)."""
+        outputs = self._outputs(frame, ends)
+        if not self.quantiles:
+            return outputs, outputs[:, :, None][:, :, :0]
+        return outputs[:, :, self.quantiles.index(0.5)], outputs
+
+
+def model_forecaster(
+    model: Any,
+    scaler: SeriesScaler,
+    input_features: Sequence[str],
+    spec: Any,
+    name: str = "lstm",
+) -> ScaledModelForecaster:
+    """A trained model as a forecaster, from its `ModelSpec` (quantiles, future inputs)."""
+    return ScaledModelForecaster(
+        model,
+        scaler,
+        list(input_features),
+        spec.look_back,
+        spec.horizon,
+        name=name,
+        quantiles=tuple(spec.quantiles),
+        future_features=tuple(input_features[i] for i in spec.future_features),
+    )
+
+
+def future_rows_available(frame: pd.DataFrame, ends: np.ndarray, horizon: int) -> np.ndarray:
+    """(n,) bool: the `horizon` rows from each origin exist and belong to the origin's series."""
+    ends = np.asarray(ends, dtype=np.int64)
+    first = series_first_rows(frame)
+    inside = ends + horizon <= len(frame)
+    last = np.minimum(ends + horizon - 1, len(frame) - 1)
+    return inside & (first[last] == first[ends - 1])
 
 
 def actuals(frame: pd.DataFrame, ends: np.ndarray, horizon: int) -> np.ndarray:

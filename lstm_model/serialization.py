@@ -42,6 +42,8 @@ def load_model(path: str | os.PathLike[str]) -> keras.Model:
     """Load a `.keras` model in safe mode; `UnsafeModelError` when the file holds code."""
     import keras
 
+    import lstm_model.layers  # noqa: F401 - registers our named layers before reading
+
     path = Path(path)
     _require_keras_suffix(path)
     try:

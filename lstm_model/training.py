@@ -77,7 +77,7 @@ def make_deterministic(seed: int) -> None:
 def fit(
     model: keras.Model,
     train: keras.utils.PyDataset,
-    validation: keras.utils.PyDataset,
+    validation: keras.utils.PyDataset | None,
     *,
     epochs: int,
     patience: int,
@@ -108,8 +108,12 @@ def fit(
     import keras
 
     make_deterministic(seed)
+    # Without validation (a refit for an epoch count chosen before) every epoch runs and the
+    # last one's weights are kept; "best" is then the lowest training loss, for the record.
     early = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=patience, restore_best_weights=True
+        monitor="val_loss" if validation is not None else "loss",
+        patience=patience if validation is not None else epochs,
+        restore_best_weights=validation is not None,
     )
     recorder = _recorder_class()(train, epochs, on_epoch)
     ours: list[keras.callbacks.Callback] = []
@@ -140,7 +144,8 @@ def _window_dataset_class() -> type:
         `values` is the (rows, features) float32 array (target in column 0), `starts` the first
         row of each window (from `window_starts`). Inputs are (batch, look_back, features),
         targets (batch, horizon). `feature_index` keeps only that input column (or columns):
-        0 for a univariate model. With `shuffle`, the window order of epoch e is a permutation
+        0 for a univariate model. `input_rows` (default look_back) is how many rows of each
+        window are inputs: look_back + horizon for a model with future-known inputs. With `shuffle`, the window order of epoch e is a permutation
         seeded by (seed, e): reruns, and runs resumed from a backup, see the same batches.
         Extra keyword arguments (`workers`, `use_multiprocessing`, `max_queue_size`) go to
         `keras.utils.PyDataset`.
@@ -155,6 +160,7 @@ def _window_dataset_class() -> type:
             shuffle: bool = False,
             seed: int = 0,
             feature_index: int | Sequence[int] | None = None,
+            input_rows: int | None = None,
             **kwargs: Any,
         ) -> None:
             super().__init__(**kwargs)
@@ -171,6 +177,7 @@ def _window_dataset_class() -> type:
             self.shuffle = shuffle
             self.seed = seed
             self.feature_index = feature_index
+            self.input_rows = input_rows
             self.epoch = 0
             self._order = self._order_for(0)
 
@@ -184,7 +191,9 @@ def _window_dataset_class() -> type:
 
         def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
             picked = self._order[index * self.batch_size : (index + 1) * self.batch_size]
-            inputs, targets = gather_windows(self.values, self.starts[picked], self.spec)
+            inputs, targets = gather_windows(
+                self.values, self.starts[picked], self.spec, input_rows=self.input_rows
+            )
             if self.feature_index is not None:
                 columns = np.atleast_1d(np.asarray(self.feature_index, dtype=np.int64))
                 inputs = inputs[:, :, columns]
@@ -275,7 +284,8 @@ def _recorder_class() -> type:
             samples = getattr(self.train, "n_samples", math.nan) * len(self.epochs)
             val_loss = self.logs.get("val_loss", [])
             best = early.best_epoch if self.epochs else None
-            best_loss = val_loss[self.epochs.index(best)] if best in self.epochs else None
+            known = best in self.epochs and len(val_loss) == len(self.epochs)
+            best_loss = val_loss[self.epochs.index(best)] if known else None
             return TrainingHistory(
                 epochs=list(self.epochs),
                 loss=list(self.logs.get("loss", [])),

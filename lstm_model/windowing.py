@@ -115,13 +115,22 @@ def split_window_starts(
 
 
 def gather_windows(
-    values: np.ndarray, starts: np.ndarray, spec: WindowSpec, target_index: int = 0
+    values: np.ndarray,
+    starts: np.ndarray,
+    spec: WindowSpec,
+    target_index: int = 0,
+    input_rows: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs (n, look_back, features) and targets (n, horizon) for the windows at `starts`.
+    """Inputs (n, input_rows, features) and targets (n, horizon) for the windows at `starts`.
 
-    `values` is (rows, features); the target is column `target_index`. Both outputs are fresh
-    C-contiguous arrays of `values`' dtype, ready to hand to Keras without another copy.
+    `values` is (rows, features); the target is column `target_index`. Inputs are the first
+    `input_rows` rows of each window (default look_back; look_back + horizon for a model that
+    reads future-known columns over the horizon, which must ignore the rest of those rows).
+    Both outputs are fresh C-contiguous arrays of `values`' dtype, ready to hand to Keras.
     """
+    input_rows = spec.look_back if input_rows is None else int(input_rows)
+    if not 1 <= input_rows <= spec.length:
+        raise ValueError(f"input_rows must be in [1, {spec.length}], got {input_rows}")
     values = np.asarray(values)
     if values.ndim != 2:
         raise ValueError(f"values must be (rows, features), got shape {values.shape}")
@@ -129,7 +138,7 @@ def gather_windows(
     rows, features = values.shape
     if starts.size == 0:
         empty = values[:0]
-        return empty.reshape(0, spec.look_back, features), empty[:, :0].reshape(0, spec.horizon)
+        return empty.reshape(0, input_rows, features), empty[:, :0].reshape(0, spec.horizon)
     # Negative starts would silently wrap around under fancy indexing: refuse them.
     if starts.min() < 0 or starts.max() + spec.length > rows:
         raise IndexError(
@@ -140,8 +149,8 @@ def gather_windows(
     # look_back * features numbers, so we gather whole runs (a memcpy each) from a strided view
     # of the flat buffer instead of indexing n * look_back rows one by one: about 4x faster.
     flat = np.ascontiguousarray(values).reshape(-1)
-    runs = sliding_window_view(flat, spec.look_back * features)[::features]
-    inputs = runs[starts].reshape(starts.size, spec.look_back, features)
+    runs = sliding_window_view(flat, input_rows * features)[::features]
+    inputs = runs[starts].reshape(starts.size, input_rows, features)
     targets = sliding_window_view(values[:, target_index], spec.horizon)[starts + spec.look_back]
     return inputs, targets
 

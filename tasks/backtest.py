@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lstm_model.forecasters import ScaledModelForecaster
+from lstm_model.forecasters import model_forecaster
 from lstm_model.metrics import METRIC_COLUMNS, OVERALL
 from lstm_model.scaling import SeriesScaler
 from lstm_model.windowing import SPLITS
@@ -194,13 +194,13 @@ def backtest_fold(
     """Refit on the rows before fold `fold`'s test block and score model and baselines on it."""
     prepared = prepare_fold(frame, fold, config)
     data = fold_windows(prepared, config)
-    model, history = train_model(data, config, backup_dir)
+    trained = train_model(data, config, backup_dir, refit=False)
     spec, season = data.spec, config.evaluation.season_length
     test = evaluation_data(
         prepared.frame, prepared.normalized, data.starts["test"], spec.look_back, season
     )
-    challenger = ScaledModelForecaster(
-        model, data.scaler, input_features(config, data.features), spec.look_back, spec.horizon
+    challenger = model_forecaster(
+        trained.scored, data.scaler, input_features(config, data.features), trained.spec
     )
     metrics, _, _, test, _ = evaluate_forecasters(test, challenger, baselines(spec.horizon, season))
     cutoff = prepared.normalized.loc[prepared.normalized["split"] == "test", "ds"].min()
@@ -212,7 +212,7 @@ def backtest_fold(
         metrics=metrics[BACKTEST_COLUMNS],
         windows={name: int(len(data.starts[name])) for name in SPLITS},
         series_scored=len(np.unique(test.unique_ids)),
-        epochs=len(history),
+        epochs=len(trained.history),
     )
 
 

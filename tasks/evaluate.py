@@ -425,7 +425,15 @@ def load_evaluation(
     data = evaluation_data(validated, normalized, starts, look_back, season)
     model, train_meta = load_trained_model(store, trained)
     challenger = ScaledModelForecaster(
-        model, scaler, list(train_meta["input_features"]), look_back, horizon
+        model,
+        scaler,
+        list(train_meta["input_features"]),
+        look_back,
+        horizon,
+        quantiles=tuple(float(q) for q in train_meta.get("quantiles", ())),
+        future_features=tuple(
+            train_meta["input_features"][i] for i in train_meta.get("future_features", ())
+        ),
     )
     return data, challenger
 
@@ -449,7 +457,11 @@ def evaluate_models(
     season = config.evaluation.season_length
     data, challenger = load_evaluation(store, windows, trained, season)
     registry = ModelRegistry(store, config.name)
-    champion = registry.forecaster(champion_version) if champion_version else None
+    # The champion's model fitted before its own cutoffs: its served model may have been refit
+    # on rows that are test windows now, which would flatter it against the challenger.
+    champion = (
+        registry.forecaster(champion_version, for_evaluation=True) if champion_version else None
+    )
     return evaluate_forecasters(
         data,
         challenger,

@@ -169,10 +169,15 @@ def save_trained_version(
     _, window_meta = store.read_table(windows)
     normalized = ArtifactRef(**window_meta["inputs"][0])
     _, normalized_meta = store.read_table(normalized)
+    served = train_meta.get("served_model", train_meta["model"])
+    refit = served != train_meta["model"]
     registry.save_version(
         version,
-        model_bytes=store.read_verified(ArtifactRef(**train_meta["model"])),
+        model_bytes=store.read_verified(ArtifactRef(**served)),
         scaler=SeriesScaler.from_dict(normalized_meta["scaler"]),
+        evaluation_model_bytes=(
+            store.read_verified(ArtifactRef(**train_meta["model"])) if refit else None
+        ),
         metrics=metrics,
         config=config,
         metadata={
@@ -180,6 +185,12 @@ def save_trained_version(
             "horizon": train_meta["horizon"],
             "features": train_meta["features"],
             "input_features": train_meta["input_features"],
+            "future_features": [
+                train_meta["input_features"][i] for i in train_meta.get("future_features", [])
+            ],
+            "quantiles": train_meta.get("quantiles", []),
+            "ensemble_size": train_meta.get("ensemble_size", 1),
+            "refit_epochs": train_meta.get("refit_epochs"),
             "data_fingerprint": normalized_meta["inputs"],
             "cutoffs": normalized_meta.get("cutoffs"),
             "artifacts": {

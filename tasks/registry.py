@@ -38,6 +38,9 @@ VERSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 """Version ids are plain names: no separator, no absolute path, nothing that leaves the folder."""
 
 VERSION_FILES = ("model.keras", "scaler.parquet", "metrics.parquet", "config.json")
+EVALUATION_MODEL = "evaluation_model.keras"
+"""A refit version's model fitted before its own validation cutoff: the gate scores a champion
+with it, since the served model (refit on the whole history) has seen later test windows."""
 """The files of a version whose sha256 `metadata.json` records and `load` verifies."""
 
 
@@ -103,6 +106,8 @@ class ModelVersion:
             look_back=int(self.metadata["look_back"]),
             horizon=int(self.metadata["horizon"]),
             name=name,
+            quantiles=tuple(float(q) for q in self.metadata.get("quantiles", ())),
+            future_features=tuple(self.metadata.get("future_features", ())),
         )
 
 
@@ -122,6 +127,7 @@ class ModelRegistry:
         *,
         model_bytes: bytes,
         scaler: SeriesScaler,
+        evaluation_model_bytes: bytes | None = None,
         metrics: pd.DataFrame,
         config: PipelineConfig,
         metadata: dict[str, Any],
@@ -134,6 +140,8 @@ class ModelRegistry:
             "metrics.parquet": table_to_parquet_bytes(_frame_to_table(metrics)),
             "config.json": json.dumps(config.model_dump(mode="json"), indent=2).encode(),
         }
+        if evaluation_model_bytes is not None:
+            files[EVALUATION_MODEL] = evaluation_model_bytes
         for file_name, data in files.items():
             self.store.write_bytes(self.uri(version, file_name), data)
         self.store.write_json(
@@ -250,10 +258,13 @@ class ModelRegistry:
         except ValueError as err:
             raise ArtifactError(f"{uri}: not valid JSON ({err})") from err
 
-    def load(self, version: str) -> ModelVersion:
-        """A complete version with every file's checksum verified."""
+    def load(self, version: str, for_evaluation: bool = False) -> ModelVersion:
+        """A complete version with every file's checksum verified. `for_evaluation`: its model
+        fitted before its validation cutoff, when it was refit (else the served model)."""
         metadata = self.metadata(version)
-        model_bytes = self.read_file(version, "model.keras", metadata)
+        evaluation = for_evaluation and EVALUATION_MODEL in metadata.get("files", {})
+        model_file = EVALUATION_MODEL if evaluation else "model.keras"
+        model_bytes = self.read_file(version, model_file, metadata)
         scaler_frame = _read_parquet_bytes(self.read_file(version, "scaler.parquet", metadata))
         return ModelVersion(
             name=self.name,
@@ -267,9 +278,9 @@ class ModelRegistry:
         metadata = self.metadata(version)
         return _read_parquet_bytes(self.read_file(version, "metrics.parquet", metadata))
 
-    def forecaster(self, version: str) -> ScaledModelForecaster:
+    def forecaster(self, version: str, for_evaluation: bool = False) -> ScaledModelForecaster:
         """A version as a forecaster (see lstm_model.forecasters), named "champion"."""
-        return self.load(version).forecaster(name="champion")
+        return self.load(version, for_evaluation).forecaster(name="champion")
 
 
 def _frame_to_table(frame: pd.DataFrame):  # noqa: ANN202 - pyarrow type

@@ -23,7 +23,7 @@ artifact), `split` and `unique_id`. The windows themselves are never written:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -94,6 +94,11 @@ class WindowedData:
     ds: np.ndarray  # (rows,) timestamp of each row, datetime64 in UTC
     target_index: int = 0
     normalized: ArtifactRef | None = None  # the rows' artifact, when they came from the store
+    feature_roles: dict[str, str] = field(default_factory=dict)  # column -> target|hist|futr|stat
+
+    def all_starts(self) -> np.ndarray:
+        """Every labelled window up to the cut, in row order: what a refit trains on."""
+        return np.sort(np.concatenate([self.starts[name] for name in SPLITS]))
 
     def batches(
         self, split: str, batch_size: int, shuffle: bool = False, seed: int | None = None
@@ -139,6 +144,7 @@ def load_windows(store: ArtifactStore, window_ref: ArtifactRef) -> WindowedData:
     index, meta = store.read_table(window_ref)
     normalized_ref = _normalized_ref(meta, window_ref.uri)
     frame, scaler, features = load_normalized(store, normalized_ref)
+    roles = store.read_metadata(normalized_ref.uri).get("feature_roles", {})
     spec = WindowSpec(meta["look_back"], meta["horizon"], meta["stride"])
     if len(index) and int(index["start"].max()) + spec.length > len(frame):
         raise ArtifactError(
@@ -155,6 +161,7 @@ def load_windows(store: ArtifactStore, window_ref: ArtifactRef) -> WindowedData:
         ds=utc_datetimes(frame["ds"]),
         normalized=normalized_ref,
         target_index=features.index("y"),
+        feature_roles=dict(roles),
     )
 
 
