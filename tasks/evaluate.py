@@ -166,7 +166,8 @@ def point_and_quantiles(
     positions = quantile_positions(own, quantiles) if quantiles and own else None
     if positions is None:
         return forecaster.predict(frame, ends), None
-    values = np.asarray(forecaster.predict_quantiles(frame, ends), dtype=np.float64)  # type: ignore[attr-defined]
+    predict_quantiles = forecaster.predict_quantiles  # type: ignore[attr-defined]
+    values = np.asarray(predict_quantiles(frame, ends), dtype=np.float64)
     median = quantile_positions(own, [0.5])
     point = values[..., median[0]] if median is not None else forecaster.predict(frame, ends)
     return point, values[..., positions]
@@ -255,7 +256,7 @@ def evaluate_forecasters(
     """
     horizon = challenger.horizon
     quantiles = check_quantiles(
-        forecast_quantiles_of(challenger) if quantiles is None else sorted(quantiles)
+        sorted(forecast_quantiles_of(challenger) if quantiles is None else quantiles)
     )
     usable = np.logical_and.reduce(
         [forecaster.supports(data.frame, data.ends) for forecaster in [challenger, *baselines]]

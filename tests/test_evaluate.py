@@ -12,15 +12,18 @@ from lstm_model.forecasters import (
     Naive,
     ScaledModelForecaster,
     SeasonalNaive,
+    forecast_quantiles_of,
     history_available,
     quantile_column,
 )
 from lstm_model.metrics import OVERALL
 from lstm_model.scaling import fit_scaler
+from tasks.config import PipelineConfig
 from tasks.evaluate import (
     CHALLENGER_ON_CHAMPION_WINDOWS,
     CHAMPION,
     EvaluationData,
+    configured_baselines,
     evaluate_forecasters,
     metrics_markdown,
 )
@@ -252,3 +255,18 @@ def test_quantile_column_names_match_the_forecast_file() -> None:
         "yhat_q50",
         "yhat_q90",
     ]
+
+
+def test_configured_statistical_baselines_forecast_the_models_quantiles() -> None:
+    def config(**model: object) -> PipelineConfig:
+        return PipelineConfig(
+            source={"path": "x.parquet"},
+            evaluation={"season_length": 7, "baselines": ["seasonal_naive", "auto_ets"]},
+            model=model,
+        )
+
+    seasonal, ets = configured_baselines(config(quantiles=[0.9, 0.1, 0.5]), 3)
+    assert forecast_quantiles_of(ets) == (0.1, 0.5, 0.9)
+    assert forecast_quantiles_of(seasonal) == ()  # ours stays a point forecaster
+    _, point_ets = configured_baselines(config(loss="mae"), 3)
+    assert forecast_quantiles_of(point_ets) == ()  # a point model: no quantiles evaluated
