@@ -605,6 +605,7 @@ def evaluate_task(
             "champion": comparison.model_dump(),
             "baseline_sample": sample.model_dump(),
             "test_windows": len(data.ends),
+            "quantiles": list(config.model.forecast_quantiles),  # spl and coverage scored on
             "plot": plot_uri,
         }
 
