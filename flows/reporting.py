@@ -12,10 +12,19 @@ from tasks.registry import ModelRegistry
 from tasks.runtime import store_for
 from tasks.storage import ArtifactError, parquet_bytes_to_table
 
+QUANTILE_LEGEND = (
+    "spl: scaled pinball loss of the quantiles (MASE's scale; lower is better); coverage_L: "
+    "share of actuals inside the central L% interval (0.1-0.9 for 80; best near L%); "
+    "-: a point forecaster."
+)
+
 
 def metrics_text(metrics: pd.DataFrame) -> str:
+    """The overall row of every model: MAE, RMSE, sMAPE, MASE and, when the evaluation scored
+    quantiles, spl and the interval coverages (-: a point forecaster)."""
     overall = metrics[metrics["unique_id"] == OVERALL].drop(columns="unique_id")
-    return overall.to_string(index=False, float_format=lambda value: f"{value:.4f}")
+    text = overall.to_string(index=False, float_format=lambda value: f"{value:.4f}", na_rep="-")
+    return text + ("\n" + QUANTILE_LEGEND if "spl" in overall.columns else "")
 
 
 def print_artifacts(artifacts: dict[str, str]) -> None:
@@ -49,7 +58,8 @@ def print_forecast(config: PipelineConfig, summary: ForecastSummary) -> None:
     if summary.skipped:
         print(f"Not forecast ({len(summary.skipped)}): {summary.skipped}")
     forecast = read_forecast(config, summary.run_date)
-    print(forecast[["unique_id", "ds", "step", "yhat"]].head(10).to_string(index=False))
+    quantiles = [c for c in forecast.columns if c.startswith("yhat_q")]
+    print(forecast[["unique_id", "ds", "step", "yhat", *quantiles]].head(10).to_string(index=False))
 
 
 def latest_forecast_date(config: PipelineConfig) -> str | None:

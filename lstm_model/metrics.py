@@ -3,11 +3,18 @@
 Pass values in the series' original units (inverse-transform scaled forecasts first): MAE and
 RMSE are in those units; sMAPE and MASE are scale-free. `y_true` and `y_pred` have the same
 shape, (n, horizon) (any shape works); every element counts once.
+
+Probabilistic forecasts, (n, horizon, Q) arrays of quantiles, are scored by the scaled pinball
+loss (`spl`: the pinball loss over the MASE scale, so it is scale-free like MASE; a forecast of
+the median alone scores MASE / 2) and by the coverage of each symmetric interval the quantiles
+hold (0.1 and 0.9 -> `coverage_80`: the share of actuals inside the 80% interval).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -16,6 +23,8 @@ OVERALL = "__overall__"
 """The `unique_id` of the row summarizing all series in `metrics_table`."""
 
 METRIC_COLUMNS = ["model", "unique_id", "mae", "rmse", "smape", "mase"]
+SPL = "spl"
+"""Column of the scaled pinball loss in `metrics_table` (with quantiles)."""
 
 
 def _errors(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
@@ -92,11 +101,140 @@ def seasonal_naive_scales(frame: pd.DataFrame, season: int) -> pd.Series:
     return diffs.groupby(frame["unique_id"], sort=True).mean().rename("scale")
 
 
+@dataclass(frozen=True)
+class Interval:
+    """A central prediction interval held by two symmetric quantiles: 0.1 and 0.9 -> 80%."""
+
+    lower: float
+    upper: float
+
+    @property
+    def level(self) -> float:
+        """Nominal coverage in percent."""
+        return round((self.upper - self.lower) * 100, 6)
+
+    @property
+    def column(self) -> str:
+        """Its `metrics_table` column: coverage_80, coverage_95, coverage_97.5."""
+        return f"coverage_{self.level:g}"
+
+
+def check_quantiles(quantiles: Sequence[float]) -> tuple[float, ...]:
+    """`quantiles` as a tuple, after checking they increase strictly inside (0, 1)."""
+    values = tuple(float(q) for q in quantiles)
+    if any(not 0 < q < 1 for q in values) or any(b <= a for a, b in pairwise(values)):
+        raise ValueError(f"quantiles must increase strictly inside (0, 1), got {list(values)}")
+    return values
+
+
+def symmetric_intervals(quantiles: Sequence[float]) -> list[Interval]:
+    """The central intervals the quantiles hold, widest first: each q < 0.5 whose 1 - q is
+    there too (up to float rounding) gives one."""
+    values = check_quantiles(quantiles)
+    intervals = []
+    for lower in values:
+        matches = [q for q in values if q > 0.5 and abs(q - (1 - lower)) < 1e-9]
+        if lower < 0.5 and matches:
+            intervals.append(Interval(lower, matches[0]))
+    return intervals
+
+
+def quantile_metric_columns(quantiles: Sequence[float]) -> list[str]:
+    """The columns `metrics_table` adds for these quantiles: spl, then one coverage per interval."""
+    return [SPL, *(interval.column for interval in symmetric_intervals(quantiles))]
+
+
+def quantile_positions(available: Sequence[float], wanted: Sequence[float]) -> np.ndarray | None:
+    """Index into `available` of each of `wanted` (up to float rounding), or None when one of
+    `wanted` is missing: a forecaster scored on other quantiles is not comparable."""
+    available = np.asarray(available, dtype=np.float64)
+    positions = []
+    for q in wanted:
+        hits = np.flatnonzero(np.isclose(available, q, rtol=0, atol=1e-9))
+        if hits.size == 0:
+            return None
+        positions.append(int(hits[0]))
+    return np.asarray(positions, dtype=np.int64)
+
+
+def _pinball(y_true: np.ndarray, forecasts: np.ndarray, quantiles: Sequence[float]) -> np.ndarray:
+    """(n, horizon, Q) pinball loss of each quantile: q (y - f) above it, (1 - q) (f - y) below."""
+    y_true = np.asarray(y_true, dtype=np.float64)
+    forecasts = np.asarray(forecasts, dtype=np.float64)
+    q = np.asarray(check_quantiles(quantiles), dtype=np.float64)
+    if forecasts.shape != (*y_true.shape, q.size):
+        raise ValueError(
+            f"quantile forecasts {forecasts.shape} must be actuals {y_true.shape} "
+            f"by {q.size} quantiles"
+        )
+    if y_true.size == 0:
+        raise ValueError("no values to score")
+    above = y_true[..., None] - forecasts
+    return np.maximum(q * above, (q - 1) * above)
+
+
+def pinball_loss(
+    actual: np.ndarray, quantile_forecasts: np.ndarray, quantiles: Sequence[float]
+) -> float:
+    """Mean pinball (quantile) loss over windows, steps and quantiles, in the series' units.
+
+    `actual` is (n, horizon), `quantile_forecasts` (n, horizon, Q) for the Q `quantiles`.
+    Zero for a forecast whose every quantile equals the actual; NaN propagates (like `mae`).
+    """
+    return float(np.mean(_pinball(actual, quantile_forecasts, quantiles)))
+
+
+def scaled_pinball_loss(
+    actual: np.ndarray,
+    quantile_forecasts: np.ndarray,
+    quantiles: Sequence[float],
+    insample: np.ndarray,
+    season: int,
+) -> float:
+    """Pinball loss of one series over its MASE scale (`seasonal_naive_scale`); NaN when the
+    scale is 0, as for MASE."""
+    return _scaled(
+        pinball_loss(actual, quantile_forecasts, quantiles),
+        seasonal_naive_scale(insample, season),
+    )
+
+
+def interval_coverage(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:
+    """Share of the finite actuals inside [lower, upper], bounds included.
+
+    Actuals that are not finite are left out (NaN when none is left); a NaN bound at a finite
+    actual makes the coverage NaN, as a NaN forecast makes MAE NaN.
+    """
+    actual = np.asarray(actual, dtype=np.float64)
+    lower = np.asarray(lower, dtype=np.float64)
+    upper = np.asarray(upper, dtype=np.float64)
+    if not actual.shape == lower.shape == upper.shape:
+        raise ValueError(f"actual {actual.shape}, lower {lower.shape}, upper {upper.shape} differ")
+    inside, counted = _inside(actual, lower, upper)
+    total = counted.sum()
+    return float(inside.sum() / total) if total else float("nan")
+
+
+def _inside(
+    actual: np.ndarray, lower: np.ndarray, upper: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """1.0 where a finite actual lies in [lower, upper], NaN where a bound is NaN there, 0.0 at
+    actuals that are not finite (left out); and where the actual counts."""
+    counted = np.isfinite(actual)
+    with np.errstate(invalid="ignore"):
+        inside = ((lower <= actual) & (actual <= upper)).astype(np.float64)
+    inside[counted & (np.isnan(lower) | np.isnan(upper))] = np.nan
+    inside[~counted] = 0.0
+    return inside, counted
+
+
 def metrics_table(
     y_true: np.ndarray,
     forecasts: Mapping[str, np.ndarray],
     unique_id: np.ndarray,
     scales: Mapping[str, float] | pd.Series,
+    quantile_forecasts: Mapping[str, np.ndarray] | None = None,
+    quantiles: Sequence[float] = (),
 ) -> pd.DataFrame:
     """Per-series and overall metrics of several models on the same windows, tidy.
 
@@ -106,6 +244,12 @@ def metrics_table(
     with the columns model, unique_id, mae, rmse, smape, mase. Overall rows pool every window
     (a series with more windows weighs more); overall MASE averages each window's MAE over its
     own series' scale, leaving out series whose scale is 0 or NaN (MASE undefined: NaN).
+
+    With `quantiles`, the table also has `quantile_metric_columns(quantiles)`: `spl` (the
+    pinball loss over the MASE scale, per series and overall exactly as MASE) and each
+    interval's coverage (pooled over the group's values, like MAE), for the models in
+    `quantile_forecasts` (name -> (n, horizon, Q)); the other models, point forecasters, get
+    NaN there.
     """
     y_true = np.asarray(y_true, dtype=np.float64)
     unique_id = np.asarray(unique_id).astype(str)
@@ -113,26 +257,83 @@ def metrics_table(
         raise ValueError(
             f"unique_id needs one entry per window ({y_true.shape[0]}), got {unique_id.shape}"
         )
+    quantiles = check_quantiles(quantiles)
+    quantile_forecasts = dict(quantile_forecasts or {})
+    if quantile_forecasts and not quantiles:
+        raise ValueError("quantile forecasts given without their quantiles")
+    unknown = sorted(set(quantile_forecasts) - set(forecasts))
+    if unknown:
+        raise ValueError(f"quantile forecasts of {unknown} have no point forecasts")
     codes, series = pd.factorize(unique_id, sort=True)
     missing = [uid for uid in series if uid not in scales]
     if missing:
         raise KeyError(f"no MASE scale for series {missing[:5]} ({len(missing)} in all)")
     window_scale = np.array([scales[uid] for uid in series], dtype=np.float64)[codes]
     overall = np.zeros_like(codes)
+    columns = METRIC_COLUMNS + (quantile_metric_columns(quantiles) if quantiles else [])
     parts = []
     for model, y_pred in forecasts.items():
         errors = np.asarray(y_pred, dtype=np.float64) - y_true
         if errors.shape != y_true.shape:
             raise ValueError(f"{model}: forecast {errors.shape} and y_true {y_true.shape} differ")
-        for groups, names in ((codes, list(series)), (overall, [OVERALL])):
-            parts.append(
-                pd.DataFrame(
-                    {"model": model, "unique_id": names}
-                    | _grouped_metrics(groups, len(names), y_true, errors, window_scale)
+        quantile_values = quantile_forecasts.get(model)
+        if quantile_values is not None:
+            quantile_values = np.asarray(quantile_values, dtype=np.float64)
+            if quantile_values.shape != (*y_true.shape, len(quantiles)):
+                raise ValueError(
+                    f"{model}: quantile forecasts {quantile_values.shape}, expected "
+                    f"{(*y_true.shape, len(quantiles))} for quantiles {list(quantiles)}"
                 )
-            )
-    table = pd.concat(parts, ignore_index=True)[METRIC_COLUMNS]
+        for groups, names in ((codes, list(series)), (overall, [OVERALL])):
+            values = _grouped_metrics(groups, len(names), y_true, errors, window_scale)
+            if quantiles:
+                values |= _grouped_quantile_metrics(
+                    groups, len(names), y_true, quantile_values, quantiles, window_scale
+                )
+            parts.append(pd.DataFrame({"model": model, "unique_id": names} | values))
+    table = pd.concat(parts, ignore_index=True)[columns]
     return table.astype({"model": str, "unique_id": str})
+
+
+def _window_scaled(
+    groups: np.ndarray, n_groups: int, per_window: np.ndarray, window_scale: np.ndarray
+) -> np.ndarray:
+    """Per group, the mean over its windows of a window's error over its series' scale, leaving
+    out windows of series whose scale is 0 or NaN (NaN when none is left): MASE's averaging."""
+    usable = (window_scale > 0) & np.isfinite(window_scale)
+    scaled = np.divide(per_window, window_scale, out=np.zeros(len(per_window)), where=usable)
+    usable_windows = np.bincount(groups, weights=usable.astype(np.float64), minlength=n_groups)
+    total = np.bincount(groups, weights=scaled, minlength=n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(usable_windows > 0, total / usable_windows, np.nan)
+
+
+def _grouped_quantile_metrics(
+    groups: np.ndarray,
+    n_groups: int,
+    y_true: np.ndarray,
+    quantile_values: np.ndarray | None,
+    quantiles: tuple[float, ...],
+    window_scale: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """`spl` and the coverage columns per group of windows (all NaN for a point forecaster)."""
+    intervals = symmetric_intervals(quantiles)
+    if quantile_values is None:
+        nothing = np.full(n_groups, np.nan)
+        return {SPL: nothing} | {interval.column: nothing for interval in intervals}
+    n = len(y_true)
+    loss = _pinball(y_true, quantile_values, quantiles).reshape(n, -1).mean(axis=1)
+    values = {SPL: _window_scaled(groups, n_groups, loss, window_scale)}
+    flat = y_true.reshape(n, -1)
+    for interval in intervals:
+        lower = quantile_values[..., quantiles.index(interval.lower)].reshape(n, -1)
+        upper = quantile_values[..., quantiles.index(interval.upper)].reshape(n, -1)
+        inside, counted = _inside(flat, lower, upper)
+        hits = np.bincount(groups, weights=inside.sum(axis=1), minlength=n_groups)
+        points = np.bincount(groups, weights=counted.sum(axis=1), minlength=n_groups)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values[interval.column] = np.where(points > 0, hits / points, np.nan)
+    return values
 
 
 def _grouped_metrics(
@@ -159,13 +360,10 @@ def _grouped_metrics(
     def total(per_window: np.ndarray) -> np.ndarray:
         return np.bincount(groups, weights=per_window, minlength=n_groups)
 
-    usable = (window_scale > 0) & np.isfinite(window_scale)
-    scaled = np.divide(absolute.mean(axis=1), window_scale, out=np.zeros(n), where=usable)
-    usable_windows = total(usable.astype(np.float64))
     with np.errstate(invalid="ignore", divide="ignore"):
         return {
             "mae": total(absolute.sum(axis=1)) / values,
             "rmse": np.sqrt(total((errors**2).sum(axis=1)) / values),
             "smape": 200.0 * total(ratio.sum(axis=1)) / values,
-            "mase": np.where(usable_windows > 0, total(scaled) / usable_windows, np.nan),
+            "mase": _window_scaled(groups, n_groups, absolute.mean(axis=1), window_scale),
         }

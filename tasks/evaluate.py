@@ -13,6 +13,12 @@ refit at every window and run within `evaluation.baseline_time_budget_s`: when t
 measured on a first batch of fits says every series would not fit, they are scored on a seeded
 sample of series, the challenger is scored on that sample too (`challenger_on_baseline_sample`),
 and the metadata, the UI table and the report say so (`BaselineSample`).
+
+Probabilistic forecasts are scored on the same windows: every model that forecasts the
+configured quantiles (`model.forecast_quantiles`; the challenger, the champion, the
+statsforecast baselines from their own prediction intervals) gets `spl`, the scaled pinball
+loss, and `coverage_{level}` per symmetric quantile pair (0.1 and 0.9: `coverage_80`); point
+forecasters (our naive and seasonal naive) get NaN there. The gate still decides on MASE.
 """
 
 from __future__ import annotations
@@ -31,9 +37,17 @@ from lstm_model.forecasters import (
     Forecaster,
     ScaledModelForecaster,
     actuals,
+    forecast_quantiles_of,
     input_rows,
 )
-from lstm_model.metrics import OVERALL, metrics_table, seasonal_naive_scales
+from lstm_model.metrics import (
+    OVERALL,
+    SPL,
+    check_quantiles,
+    metrics_table,
+    quantile_positions,
+    seasonal_naive_scales,
+)
 from lstm_model.statistical import (
     DEFAULT_MAX_HISTORY,
     StatsForecastModel,
@@ -143,14 +157,33 @@ def evaluation_data(
     )
 
 
+def point_and_quantiles(
+    forecaster: Forecaster, frame: pd.DataFrame, ends: np.ndarray, quantiles: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(n, horizon) point forecasts and, when the forecaster forecasts every one of `quantiles`,
+    those (n, horizon, Q), else None; one model call (its point forecast is the median)."""
+    own = forecast_quantiles_of(forecaster)
+    positions = quantile_positions(own, quantiles) if quantiles and own else None
+    if positions is None:
+        return forecaster.predict(frame, ends), None
+    predict_quantiles = forecaster.predict_quantiles  # type: ignore[attr-defined]
+    values = np.asarray(predict_quantiles(frame, ends), dtype=np.float64)
+    median = quantile_positions(own, [0.5])
+    point = values[..., median[0]] if median is not None else forecaster.predict(frame, ends)
+    return point, values[..., positions]
+
+
 def champion_comparison(
     data: EvaluationData,
     challenger_forecast: np.ndarray,
     champion: Forecaster | None,
     version: str | None,
     horizon: int,
+    challenger_quantiles: np.ndarray | None = None,
+    quantiles: Sequence[float] = (),
 ) -> tuple[pd.DataFrame | None, ChampionComparison]:
-    """Champion and challenger scored on the windows the champion can forecast."""
+    """Champion and challenger scored on the windows the champion can forecast (with their
+    quantiles, when they forecast `quantiles`)."""
     total = len(data.ends)
     if champion is None:
         return None, ChampionComparison(
@@ -173,14 +206,19 @@ def champion_comparison(
             "too little history for its look_back)",
         )
     ends = data.ends[usable]
+    champion_forecast, champion_quantiles = point_and_quantiles(
+        champion, data.frame, ends, quantiles
+    )
+    quantile_forecasts = {CHAMPION: champion_quantiles}
+    if challenger_quantiles is not None:
+        quantile_forecasts[CHALLENGER_ON_CHAMPION_WINDOWS] = challenger_quantiles[usable]
     metrics = metrics_table(
         actuals(data.frame, ends, horizon),
-        {
-            CHAMPION: champion.predict(data.frame, ends),
-            CHALLENGER_ON_CHAMPION_WINDOWS: challenger_forecast[usable],
-        },
+        {CHAMPION: champion_forecast, CHALLENGER_ON_CHAMPION_WINDOWS: challenger_forecast[usable]},
         data.unique_ids[usable],
         data.scales,
+        _present(quantile_forecasts),
+        quantiles,
     )
     note = f"scored on {int(usable.sum())} of {total} test windows"
     if not usable.all():
@@ -205,6 +243,7 @@ def evaluate_forecasters(
     champion: Forecaster | None = None,
     champion_version: str | None = None,
     budget: BaselineBudget | None = None,
+    quantiles: Sequence[float] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray], ChampionComparison, EvaluationData, BaselineSample]:
     """Metrics of challenger and baselines on the same test windows, plus the champion comparison.
 
@@ -212,9 +251,13 @@ def evaluate_forecasters(
     season longer than look_back leaves out test windows with less than a season of history).
     The statsforecast baselines run within `budget` (none: no limit); when only a sample of
     series fits, they are scored on its windows, beside the challenger on the same windows, and
-    their `forecasts` are NaN elsewhere.
+    their `forecasts` are NaN elsewhere. With `quantiles` (None: the challenger's own), the
+    models that forecast them also get `spl` and coverage columns (NaN for the others).
     """
     horizon = challenger.horizon
+    quantiles = check_quantiles(
+        sorted(forecast_quantiles_of(challenger) if quantiles is None else quantiles)
+    )
     usable = np.logical_and.reduce(
         [forecaster.supports(data.frame, data.ends) for forecaster in [challenger, *baselines]]
     )
@@ -226,19 +269,34 @@ def evaluate_forecasters(
     data = data.only(usable)
     costly = [b for b in baselines if isinstance(b, StatsForecastModel)]
     forecasts: dict[str, np.ndarray] = {}
+    quantile_forecasts: dict[str, np.ndarray | None] = {}
     for forecaster in [challenger, *baselines]:
         if not isinstance(forecaster, StatsForecastModel):
-            forecasts[forecaster.name] = forecaster.predict(data.frame, data.ends)
-    sample, sampled, keep = statistical_forecasts(data, costly, budget or BaselineBudget())
+            forecasts[forecaster.name], quantile_forecasts[forecaster.name] = point_and_quantiles(
+                forecaster, data.frame, data.ends, quantiles
+            )
+    sample, sampled, sampled_quantiles, keep = statistical_forecasts(
+        data, costly, budget or BaselineBudget(), quantiles
+    )
     forecasts.update(sampled)
+    quantile_forecasts.update(sampled_quantiles)
     whole = {name: values for name, values in forecasts.items() if name not in sampled}
     if not sample.sampled:
         whole = forecasts
     metrics = metrics_table(
-        actuals(data.frame, data.ends, horizon), whole, data.unique_ids, data.scales
+        actuals(data.frame, data.ends, horizon),
+        whole,
+        data.unique_ids,
+        data.scales,
+        _present({name: quantile_forecasts.get(name) for name in whole}),
+        quantiles,
     )
     parts = [metrics]
+    challenger_quantiles = quantile_forecasts[challenger.name]
     if sample.sampled:
+        on_sample = {name: quantile_forecasts.get(name) for name in sampled} | {
+            CHALLENGER_ON_BASELINE_SAMPLE: challenger_quantiles
+        }
         parts.append(
             metrics_table(
                 actuals(data.frame, data.ends[keep], horizon),
@@ -246,10 +304,18 @@ def evaluate_forecasters(
                 | {CHALLENGER_ON_BASELINE_SAMPLE: forecasts[challenger.name][keep]},
                 data.unique_ids[keep],
                 data.scales,
+                {name: values[keep] for name, values in _present(on_sample).items()},
+                quantiles,
             )
         )
     champion_metrics, comparison = champion_comparison(
-        data, forecasts[challenger.name], champion, champion_version, horizon
+        data,
+        forecasts[challenger.name],
+        champion,
+        champion_version,
+        horizon,
+        challenger_quantiles,
+        quantiles,
     )
     if champion_metrics is not None:
         parts.append(champion_metrics)
@@ -259,22 +325,34 @@ def evaluate_forecasters(
     return metrics, forecasts, comparison, data, sample
 
 
+def _present(quantile_forecasts: dict[str, np.ndarray | None]) -> dict[str, np.ndarray]:
+    return {name: values for name, values in quantile_forecasts.items() if values is not None}
+
+
 def statistical_forecasts(
-    data: EvaluationData, models: list[StatsForecastModel], budget: BaselineBudget
-) -> tuple[BaselineSample, dict[str, np.ndarray], np.ndarray]:
+    data: EvaluationData,
+    models: list[StatsForecastModel],
+    budget: BaselineBudget,
+    quantiles: Sequence[float] = (),
+) -> tuple[BaselineSample, dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
     """The statsforecast baselines on the windows their budget allows (NaN on the others),
-    and which windows those are."""
+    their `quantiles` (for the models that forecast them all), and which windows those are."""
     if not models:
         everything = np.ones(len(data.ends), dtype=bool)
-        return BaselineSample(total_windows=len(data.ends)), {}, everything
+        return BaselineSample(total_windows=len(data.ends)), {}, {}, everything
     run = forecast_within_budget(
         models, data.frame, data.ends, budget.budget_s, budget.seed, budget.n_jobs
     )
-    forecasts = {}
+    forecasts, quantile_forecasts = {}, {}
     for model in models:
         full = np.full((len(data.ends), model.horizon), np.nan)
         full[run.scored] = run.forecasts[model.name]
         forecasts[model.name] = full
+        positions = quantile_positions(model.quantiles, quantiles) if quantiles else None
+        if positions is not None and model.name in run.quantile_forecasts:
+            full = np.full((len(data.ends), model.horizon, len(quantiles)), np.nan)
+            full[run.scored] = run.quantile_forecasts[model.name][..., positions]
+            quantile_forecasts[model.name] = full
     names = [model.name for model in models]
     per_fit = ", ".join(f"{name} {s:.3f} s" for name, s in run.seconds_per_fit.items())
     if run.sampled:
@@ -306,7 +384,7 @@ def statistical_forecasts(
         cut_at_deadline=run.cut_at_deadline,
         note=note,
     )
-    return sample, forecasts, run.scored
+    return sample, forecasts, quantile_forecasts, run.scored
 
 
 def baselines(
@@ -315,15 +393,22 @@ def baselines(
     names: Sequence[str] = DEFAULT_BASELINES,
     max_history: int = DEFAULT_MAX_HISTORY,
     n_jobs: int = 1,
+    quantiles: Sequence[float] = (),
 ) -> list[Forecaster]:
-    return [baseline_forecaster(n, horizon, season, max_history, n_jobs) for n in names]
+    return [baseline_forecaster(n, horizon, season, max_history, n_jobs, quantiles) for n in names]
 
 
 def configured_baselines(config: PipelineConfig, horizon: int) -> list[Forecaster]:
-    """The baselines `evaluation.baselines` names, with their history bound and workers."""
+    """The baselines `evaluation.baselines` names, with their history bound and workers, and
+    the model's quantiles for those that can forecast them (the statsforecast ones)."""
     ev = config.evaluation
     return baselines(
-        horizon, ev.season_length, ev.baselines, ev.baseline_max_history, ev.baseline_n_jobs
+        horizon,
+        ev.season_length,
+        ev.baselines,
+        ev.baseline_max_history,
+        ev.baseline_n_jobs,
+        config.model.forecast_quantiles,
     )
 
 
@@ -364,20 +449,39 @@ def plot_forecasts(
     return buffer.getvalue()
 
 
+def probabilistic_columns(metrics: pd.DataFrame) -> list[str]:
+    """The scaled-pinball and coverage columns a metrics table holds (none without quantiles)."""
+    coverage = [c for c in metrics.columns if str(c).startswith("coverage_")]
+    return ([SPL] if SPL in metrics.columns else []) + coverage
+
+
+def _cell(value: float) -> str:
+    return "–" if pd.isna(value) else f"{value:.4f}"
+
+
 def metrics_markdown(
     metrics: pd.DataFrame, plot_uri: str | None, sample: BaselineSample | None = None
 ) -> str:
     overall = metrics[metrics["unique_id"] == OVERALL].set_index("model")
+    extra = probabilistic_columns(metrics)
+    titles = ["SPL" if c == SPL else f"{c.removeprefix('coverage_')}% coverage" for c in extra]
     lines = [
         "# Test-split metrics (original units)",
         "",
-        "| model | MAE | RMSE | sMAPE | MASE |",
-        "|---|---:|---:|---:|---:|",
+        "| model | MAE | RMSE | sMAPE | MASE |" + "".join(f" {t} |" for t in titles),
+        "|---|---:|---:|---:|---:|" + "---:|" * len(extra),
     ]
     for model, row in overall.iterrows():
-        lines.append(
-            f"| {model} | {row.mae:.4f} | {row.rmse:.4f} | {row.smape:.4f} | {row.mase:.4f} |"
-        )
+        cells = [row.mae, row.rmse, row.smape, row.mase, *(row[c] for c in extra)]
+        lines.append(f"| {model} | " + " | ".join(_cell(v) for v in cells) + " |")
+    if extra:
+        lines += [
+            "",
+            "SPL: the pinball loss of the forecast quantiles over the MASE scale (a median-only "
+            "forecast scores MASE / 2; lower is better). Coverage: the share of actuals inside "
+            "the interval between symmetric quantiles (0.1 and 0.9: 80%), best near its level. "
+            "– : a point forecaster (no quantiles).",
+        ]
     if sample is not None and sample.models:
         heading = "Sampled statistical baselines" if sample.sampled else "Statistical baselines"
         lines += ["", f"**{heading}**: {sample.note}."]
@@ -469,6 +573,7 @@ def evaluate_models(
         champion,
         champion_version,
         configured_budget(config),
+        config.model.forecast_quantiles,
     )
 
 
@@ -512,6 +617,7 @@ def evaluate_task(
             "champion": comparison.model_dump(),
             "baseline_sample": sample.model_dump(),
             "test_windows": len(data.ends),
+            "quantiles": list(config.model.forecast_quantiles),  # spl and coverage scored on
             "plot": plot_uri,
         }
 

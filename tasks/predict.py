@@ -12,18 +12,28 @@ file readable, and other nights are never touched. The file holds nothing that c
 one replay to the next (no run id, no wall-clock time), so replaying a night with the same
 data and model gives the same bytes. Series that cannot be forecast are listed with the
 reason, never dropped silently.
+
+Quantiles: the file has one column per configured quantile (`model.forecast_quantiles`, named
+by `quantile_column`: yhat_q10, yhat_q50, yhat_q90), non-crossing, and `yhat` is the median.
+A point forecaster (the seasonal-naive fallback, a champion trained with a point loss, one
+trained on other quantiles) leaves those columns NaN, so the file's schema is the same every
+night whichever model served it; it changes only when the configured quantiles change.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
-from lstm_model.forecasters import Forecaster, series_first_rows
+from lstm_model.forecasters import Forecaster, quantile_column, series_first_rows
+from lstm_model.metrics import check_quantiles
 from lstm_model.statistical import baseline_forecaster
 from tasks.config import PipelineConfig
+from tasks.evaluate import point_and_quantiles
 from tasks.registry import ModelRegistry
 from tasks.runtime import (
     current_flow_run_id,
@@ -63,6 +73,10 @@ class ForecastSummary(BaseModel):
     first_ds: str | None
     last_ds: str | None
     skipped: dict[str, str]
+    quantile_columns: list[str] = []
+    """The file's quantile columns; NaN when the serving model is a point forecaster."""
+    quantiles_forecast: bool = False
+    """Whether the serving model filled the quantile columns."""
 
 
 def series_ends(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -108,6 +122,21 @@ def future_grid(
     return np.stack([step.to_numpy(dtype="datetime64[ns]") for step in steps], axis=1)
 
 
+def check_non_crossing(
+    unique_ids: np.ndarray, quantiles: Sequence[float], values: np.ndarray
+) -> None:
+    """Fail, naming the first series and step, where a lower quantile exceeds a higher one."""
+    crossing = np.diff(values, axis=2) < 0
+    if crossing.any():
+        row, step, k = (int(i) for i in np.argwhere(crossing)[0])
+        raise ValueError(
+            f"quantile forecasts cross: series {unique_ids[row]!r}, step {step + 1}, "
+            f"{quantile_column(quantiles[k])} = {values[row, step, k]:g} > "
+            f"{quantile_column(quantiles[k + 1])} = {values[row, step, k + 1]:g} "
+            f"({int(crossing.any(axis=(1, 2)).sum())} series cross)"
+        )
+
+
 def forecast_frame(
     unique_ids: np.ndarray,
     future_ds: np.ndarray,
@@ -116,15 +145,35 @@ def forecast_frame(
     model: str,
     model_version: str,
     fallback: bool,
+    quantiles: Sequence[float] = (),
+    yhat_quantiles: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """The published forecast: one row per series and horizon step, labelled with its model."""
+    """The published forecast: one row per series and horizon step, labelled with its model.
+
+    One column per quantile in `quantiles` after `yhat`: `yhat_quantiles` (n, horizon, Q), or
+    NaN when None (a point forecaster), so the schema does not depend on the model.
+    """
     n, horizon = yhat.shape
+    quantiles = check_quantiles(quantiles)
+    if yhat_quantiles is None:
+        yhat_quantiles = np.full((n, horizon, len(quantiles)), np.nan)
+    yhat_quantiles = np.asarray(yhat_quantiles, dtype=np.float64)
+    if yhat_quantiles.shape != (n, horizon, len(quantiles)):
+        raise ValueError(
+            f"quantile forecasts {yhat_quantiles.shape}, expected {(n, horizon, len(quantiles))} "
+            f"for quantiles {list(quantiles)}"
+        )
+    check_non_crossing(unique_ids, quantiles, yhat_quantiles)
+    columns = {
+        quantile_column(q): yhat_quantiles[..., k].reshape(-1) for k, q in enumerate(quantiles)
+    }
     return pd.DataFrame(
         {
             "unique_id": pd.Series(np.repeat(unique_ids, horizon), dtype="str"),
             "ds": pd.to_datetime(future_ds.reshape(-1), utc=True),
             "step": np.tile(np.arange(1, horizon + 1, dtype=np.int16), n),
             "yhat": yhat.reshape(-1).astype(np.float64),
+            **columns,
             "model": pd.Series([model] * (n * horizon), dtype="str"),
             "model_version": pd.Series([model_version] * (n * horizon), dtype="str"),
             "fallback": np.full(n * horizon, fallback),
@@ -140,12 +189,19 @@ def predict_frame(
     *,
     model_version: str,
     fallback: bool = False,
+    quantiles: Sequence[float] = (),
 ) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Forecast every forecastable series of a validated frame (sorted by unique_id, ds)."""
+    """Forecast every forecastable series of a validated frame (sorted by unique_id, ds).
+
+    With `quantiles`, the table has their columns: the forecaster's quantiles when it forecasts
+    them all (then `yhat` is its median), NaN otherwise.
+    """
+    quantiles = check_quantiles(sorted(quantiles))
     ids, ends, skipped = forecastable(frame, forecaster)
     horizon = forecaster.horizon
+    yhat_quantiles = None
     if ends.size:
-        yhat = forecaster.predict(frame, ends)
+        yhat, yhat_quantiles = point_and_quantiles(forecaster, frame, ends, quantiles)
         # iloc first: to_numpy() of a whole zone-aware column builds one object per row.
         last_ds = pd.Series(frame["ds"].iloc[ends - 1].array, index=ids)
         future = future_grid(last_ds, horizon, frequency, timezone)
@@ -159,6 +215,8 @@ def predict_frame(
         model=forecaster.name,
         model_version=model_version,
         fallback=fallback,
+        quantiles=quantiles,
+        yhat_quantiles=yhat_quantiles,
     )
     return table, skipped
 
@@ -191,6 +249,13 @@ def forecast_uri(store: ArtifactStore, name: str, run_date: str) -> str:
     return store.uri("forecasts", name, f"run_date={run_date}", "forecast.parquet")
 
 
+def quantile_summary(table: pd.DataFrame, quantiles: Sequence[float]) -> dict[str, object]:
+    """The summary's quantile fields: the file's quantile columns and whether any is filled."""
+    columns = [quantile_column(q) for q in sorted(quantiles)]
+    filled = bool(columns) and bool(table[columns].notna().any().any())
+    return {"quantile_columns": columns, "quantiles_forecast": filled}
+
+
 def summary_markdown(summary: ForecastSummary) -> str:
     lines = [
         f"# Forecast for {summary.run_date}",
@@ -206,6 +271,11 @@ def summary_markdown(summary: ForecastSummary) -> str:
         f"| time range | {summary.first_ds} to {summary.last_ds} |",
         f"| series not forecast | {len(summary.skipped)} |",
     ]
+    if summary.quantile_columns:
+        state = "forecast" if summary.quantiles_forecast else "NaN: a point forecaster served"
+        lines.insert(
+            -1, f"| quantiles | {', '.join(summary.quantile_columns)} ({state}); yhat: median |"
+        )
     if summary.skipped:
         lines += ["", "## Series not forecast", "", "| series | reason |", "|---|---|"]
         lines += [f"| `{sid}` | {why} |" for sid, why in sorted(summary.skipped.items())]
@@ -232,6 +302,7 @@ def predict_task(config: PipelineConfig, validated: ArtifactRef, run_date: str) 
         config.source.timezone,
         model_version=version,
         fallback=fallback,
+        quantiles=config.model.forecast_quantiles,
     )
     skipped = {**validated_meta.get("set_aside", {}), **skipped}  # none dropped silently
     uri = forecast_uri(store, config.name, run_date)
@@ -262,6 +333,7 @@ def predict_task(config: PipelineConfig, validated: ArtifactRef, run_date: str) 
         first_ds=str(table["ds"].min()) if len(table) else None,
         last_ds=str(table["ds"].max()) if len(table) else None,
         skipped=skipped,
+        **quantile_summary(table, config.model.forecast_quantiles),
     )
     publish_markdown(
         f"forecast-summary-{config.name}", summary_markdown(summary), "Tonight's forecast"

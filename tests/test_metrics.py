@@ -12,13 +12,19 @@ from lstm_model.baselines import naive_forecast, seasonal_naive_forecast
 from lstm_model.metrics import (
     METRIC_COLUMNS,
     OVERALL,
+    interval_coverage,
     mae,
     mase,
     metrics_table,
+    pinball_loss,
+    quantile_metric_columns,
+    quantile_positions,
     rmse,
+    scaled_pinball_loss,
     seasonal_naive_scale,
     seasonal_naive_scales,
     smape,
+    symmetric_intervals,
 )
 
 Y = np.array([[1.0, 2.0], [3.0, 4.0]])
@@ -139,3 +145,149 @@ def test_seasonal_naive_scales_of_a_tidy_frame_match_the_single_series_scale():
     assert scales["a"] == pytest.approx(seasonal_naive_scale(np.array(a), 2))
     assert scales["b"] == pytest.approx(seasonal_naive_scale(np.array(b), 2))
     assert math.isnan(scales["c"])  # no more than a season of history
+
+
+# -- probabilistic forecasts -----------------------------------------------------------------
+QUANTILES = (0.1, 0.5, 0.9)
+ACTUAL = np.array([[10.0, 0.0]])
+# Per step, the 0.1, 0.5 and 0.9 quantiles.
+QUANTILE_FORECAST = np.array([[[8.0, 11.0, 13.0], [-1.0, 0.0, 5.0]]])
+
+
+def test_pinball_loss_by_hand():
+    # Step 1, actual 10: q 0.1 at 8 is 2 below it -> 0.1 * 2; q 0.5 at 11 is 1 above -> 0.5 * 1;
+    # q 0.9 at 13 is 3 above -> (1 - 0.9) * 3. Step 2, actual 0: 0.1 * 1, 0, (1 - 0.9) * 5.
+    step1 = (0.1 * 2 + 0.5 * 1 + 0.1 * 3) / 3
+    step2 = (0.1 * 1 + 0.0 + 0.1 * 5) / 3
+    assert pinball_loss(ACTUAL, QUANTILE_FORECAST, QUANTILES) == pytest.approx((step1 + step2) / 2)
+    # The median alone is half the absolute error.
+    assert pinball_loss(ACTUAL, QUANTILE_FORECAST[..., 1:2], [0.5]) == pytest.approx(0.25)
+    insample = np.array([1.0, 2.0, 3.0, 5.0, 4.0, 6.0])  # season 2 scale 7/4
+    scaled = scaled_pinball_loss(ACTUAL, QUANTILE_FORECAST, QUANTILES, insample, 2)
+    assert scaled == pytest.approx((step1 + step2) / 2 / (7 / 4))
+
+
+def test_quantiles_of_a_perfect_forecast_lose_nothing_and_cover_everything():
+    perfect = np.repeat(ACTUAL[..., None], 3, axis=2)
+    assert pinball_loss(ACTUAL, perfect, QUANTILES) == 0.0
+    table = metrics_table(
+        ACTUAL, {"m": ACTUAL}, np.array(["a"]), {"a": 2.0}, {"m": perfect}, QUANTILES
+    )
+    assert (table["spl"] == 0).all() and (table["coverage_80"] == 1).all()
+
+
+def test_pinball_loss_checks_shapes_and_quantiles():
+    with pytest.raises(ValueError, match="by 2 quantiles"):
+        pinball_loss(ACTUAL, QUANTILE_FORECAST, [0.1, 0.9])
+    with pytest.raises(ValueError, match="increase strictly"):
+        pinball_loss(ACTUAL, QUANTILE_FORECAST, [0.9, 0.5, 0.1])
+
+
+def test_interval_coverage_matches_a_hand_count():
+    actual = np.array([[1.0, 2.0, 3.0], [4.0, np.nan, 6.0]])
+    lower = np.array([[0.0, 2.0, 4.0], [5.0, 0.0, 5.0]])
+    upper = np.array([[2.0, 2.0, 5.0], [6.0, 9.0, 5.0]])
+    # 1 in [0, 2] yes; 2 in [2, 2] yes (bounds count); 3 in [4, 5] no; 4 in [5, 6] no;
+    # NaN left out; 6 in [5, 5] no -> 2 of 5 finite actuals.
+    assert interval_coverage(actual, lower, upper) == pytest.approx(2 / 5)
+    assert math.isnan(interval_coverage(np.array([np.nan]), np.array([0.0]), np.array([1.0])))
+    # A NaN bound at a finite actual is a NaN forecast: NaN, as MAE would be.
+    assert math.isnan(interval_coverage(np.array([1.0]), np.array([np.nan]), np.array([2.0])))
+
+
+def test_symmetric_quantile_pairs_name_the_coverage_columns():
+    pairs = symmetric_intervals([0.025, 0.1, 0.2, 0.5, 0.9, 0.975])
+    assert [(p.lower, p.upper, p.column) for p in pairs] == [
+        (0.025, 0.975, "coverage_95"),
+        (0.1, 0.9, "coverage_80"),
+    ]
+    assert quantile_metric_columns([0.1, 0.5, 0.9]) == ["spl", "coverage_80"]
+    assert quantile_metric_columns([0.2, 0.5]) == ["spl"]  # 0.8 missing: no interval
+    assert quantile_positions([0.1, 0.5, 0.9], [0.5, 0.9]).tolist() == [1, 2]
+    assert quantile_positions([0.1, 0.5, 0.9], [0.05, 0.5]) is None
+
+
+def test_metrics_table_scores_quantiles_per_series_over_the_mase_scale():
+    y_true = np.array([[10.0, 0.0], [10.0, 0.0], [4.0, 4.0]])
+    quantile_forecasts = np.concatenate(
+        [QUANTILE_FORECAST, QUANTILE_FORECAST, [[[3.0, 4.0, 4.0], [0.0, 2.0, 6.0]]]]
+    )
+    unique_id = np.array(["a", "a", "b"])
+    scales = {"a": 1.0, "b": 4.0}
+    table = metrics_table(
+        y_true,
+        {"prob": quantile_forecasts[..., 1], "point": y_true},
+        unique_id,
+        scales,
+        {"prob": quantile_forecasts},
+        QUANTILES,
+    )
+    assert list(table.columns) == [*METRIC_COLUMNS, "spl", "coverage_80"]
+    prob = table[table.model == "prob"].set_index("unique_id")
+    a_loss = pinball_loss(y_true[:1], quantile_forecasts[:1], QUANTILES)
+    # b: actual 4 and 4; quantiles (3, 4, 4): 0.1 * 1, 0, 0; (0, 2, 6): 0.1 * 4, 0.5 * 2, 0.1 * 2
+    b_loss = (0.1 + 0.0 + 0.0 + 0.4 + 1.0 + 0.2) / 6
+    assert prob.loc["a", "spl"] == pytest.approx(a_loss / 1.0)
+    assert prob.loc["b", "spl"] == pytest.approx(b_loss / 4.0)
+    # Overall, every window over its own series' scale, as MASE.
+    assert prob.loc[OVERALL, "spl"] == pytest.approx((a_loss + a_loss + b_loss / 4.0) / 3)
+    # 80% interval [q0.1, q0.9]: a: 10 in [8, 13] yes, 0 in [-1, 5] yes; b: 4 in [3, 4] yes,
+    # 4 in [0, 6] yes -> all covered; the pooled overall too.
+    assert (prob["coverage_80"] == 1.0).all()
+    # The median-only part of SPL is half of MASE: a cross-check of the scale.
+    median = metrics_table(
+        y_true,
+        {"m": quantile_forecasts[..., 1]},
+        unique_id,
+        scales,
+        {"m": quantile_forecasts[..., 1:2]},
+        [0.5],
+    ).set_index("unique_id")
+    np.testing.assert_allclose(median["spl"], median["mase"] / 2)
+    # A point forecaster has no quantile metrics.
+    point = table[table.model == "point"]
+    assert point["spl"].isna().all() and point["coverage_80"].isna().all()
+
+
+def test_metrics_table_counts_coverage_by_hand_and_pools_overall():
+    y_true = np.array([[1.0, 5.0], [2.0, 2.0], [0.0, 9.0]])
+    lower, upper = y_true - 1, y_true + 1
+    lower[0, 1] = 6.0  # a's 5 below [6, 7]: out
+    upper[2, 1] = 8.5  # b's 9 above [8, 8.5]: out
+    quantile_forecasts = np.stack([lower, y_true, upper], axis=2)
+    table = metrics_table(
+        y_true,
+        {"m": y_true},
+        np.array(["a", "a", "b"]),
+        {"a": 1.0, "b": 1.0},
+        {"m": quantile_forecasts},
+        QUANTILES,
+    ).set_index("unique_id")
+    assert table.loc["a", "coverage_80"] == pytest.approx(3 / 4)
+    assert table.loc["b", "coverage_80"] == pytest.approx(1 / 2)
+    assert table.loc[OVERALL, "coverage_80"] == pytest.approx(4 / 6)
+
+
+def test_nan_quantile_forecasts_give_nan_metrics_as_nan_point_forecasts_do():
+    y_true = np.array([[1.0], [2.0]])
+    point = np.array([[1.0], [np.nan]])
+    quantile_forecasts = np.stack([point - 1, point, point + 1], axis=2)
+    table = metrics_table(
+        y_true,
+        {"m": point},
+        np.array(["a", "b"]),
+        {"a": 1.0, "b": 1.0},
+        {"m": quantile_forecasts},
+        QUANTILES,
+    ).set_index("unique_id")
+    for column in ("mase", "spl", "coverage_80"):
+        assert np.isnan(table.loc["b", column]) and np.isnan(table.loc[OVERALL, column])
+        assert not np.isnan(table.loc["a", column])
+
+
+def test_metrics_table_checks_quantile_forecasts():
+    args = (ACTUAL, {"m": ACTUAL}, np.array(["a"]), {"a": 1.0})
+    with pytest.raises(ValueError, match="m: quantile forecasts"):
+        metrics_table(*args, {"m": QUANTILE_FORECAST[..., :2]}, QUANTILES)
+    with pytest.raises(ValueError, match="no point forecasts"):
+        metrics_table(*args, {"other": QUANTILE_FORECAST}, QUANTILES)

@@ -8,7 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstm_model.forecasters import ScaledModelForecaster, SeasonalNaive
+from lstm_model.forecasters import (
+    ScaledModelForecaster,
+    SeasonalNaive,
+    history_available,
+    quantile_column,
+)
 from lstm_model.scaling import fit_scaler
 from lstm_model.statistical import StatsForecastModel
 from tasks.config import PipelineConfig
@@ -22,6 +27,7 @@ from tasks.predict import (
     predict_frame,
     predict_task,
     serving_forecaster,
+    summary_markdown,
 )
 from tasks.registry import ModelRegistry
 from tasks.storage import ArtifactStore
@@ -202,3 +208,110 @@ def test_an_auto_theta_fallback_publishes_forecasts_labelled_so(tmp_path: Path) 
         tail = history.loc[history["unique_id"] == uid, "y"].to_numpy()[-20:]
         expected = AutoTheta(season_length=7).forecast(y=tail, h=5)["mean"]
         np.testing.assert_allclose(table.loc[table["unique_id"] == uid, "yhat"], expected)
+
+
+# -- quantile columns -------------------------------------------------------------------------
+QUANTILES = (0.1, 0.5, 0.9)
+QUANTILE_COLUMNS = ["yhat_q10", "yhat_q50", "yhat_q90"]
+
+
+class SeasonalBand:
+    """A fake probabilistic forecaster: seasonal naive (season 7) as the median, the median
+    -+ `k` times each series' last-week spread as the 0.1 and 0.9 quantiles."""
+
+    name = "band"
+    horizon = 3
+    look_back = 7
+    quantiles = QUANTILES
+
+    def __init__(self, k: float = 1.0) -> None:
+        self.k = k
+
+    def supports(self, frame: pd.DataFrame, ends: np.ndarray) -> np.ndarray:
+        return history_available(frame, ends, self.look_back)
+
+    def predict(self, frame: pd.DataFrame, ends: np.ndarray) -> np.ndarray:
+        return SeasonalNaive(self.horizon, 7).predict(frame, ends)
+
+    def predict_quantiles(self, frame: pd.DataFrame, ends: np.ndarray) -> np.ndarray:
+        y = frame["y"].to_numpy()[np.asarray(ends)[:, None] - 7 + np.arange(7)]
+        spread = self.k * y.std(axis=1)[:, None, None]
+        return self.predict(frame, ends)[..., None] + spread * np.array([-1.0, 0.0, 1.0])
+
+
+def test_quantile_columns_hold_the_forecasters_quantiles_non_crossing() -> None:
+    history = noisy_frame()
+    band = SeasonalBand(k=1.5)
+    table, _ = predict_frame(history, band, "D", "UTC", model_version="v1", quantiles=QUANTILES)
+    assert [quantile_column(q) for q in QUANTILES] == QUANTILE_COLUMNS
+    assert list(table.columns) == [
+        "unique_id",
+        "ds",
+        "step",
+        "yhat",
+        *QUANTILE_COLUMNS,
+        "model",
+        "model_version",
+        "fallback",
+    ]
+    values = table[QUANTILE_COLUMNS].to_numpy()
+    assert np.isfinite(values).all()
+    assert (np.diff(values, axis=1) >= 0).all()  # non-crossing, every row
+    np.testing.assert_array_equal(table["yhat"], table["yhat_q50"])  # yhat is the median
+    for uid in ("a", "b"):
+        week = history.loc[history["unique_id"] == uid, "y"].to_numpy()[-7:]
+        rows = table[table["unique_id"] == uid]
+        np.testing.assert_allclose(rows["yhat"], week[:3])
+        np.testing.assert_allclose(rows["yhat_q90"] - rows["yhat"], [1.5 * week.std()] * 3)
+
+
+def test_a_point_forecaster_leaves_the_quantile_columns_nan_with_the_same_schema() -> None:
+    history = noisy_frame()
+    point, _ = predict_frame(
+        history, SeasonalNaive(3, 7), "D", "UTC", model_version="fb", quantiles=QUANTILES
+    )
+    band, _ = predict_frame(
+        history, SeasonalBand(), "D", "UTC", model_version="v1", quantiles=QUANTILES
+    )
+    assert list(point.columns) == list(band.columns)
+    assert (point.dtypes == band.dtypes).all()
+    assert point[QUANTILE_COLUMNS].isna().all().all() and point["yhat"].notna().all()
+    np.testing.assert_array_equal(point["yhat"], band["yhat"])
+    # No quantiles configured: the columns of a point-loss pipeline, as before.
+    plain, _ = predict_frame(history, SeasonalBand(), "D", "UTC", model_version="v1")
+    assert not any(column.startswith("yhat_q") for column in plain.columns)
+
+
+def test_crossing_quantiles_are_refused_naming_the_series_and_step() -> None:
+    crossing = np.array([[[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]], [[1.0, 2.0, 3.0], [2.5, 2.0, 3.0]]])
+    with pytest.raises(ValueError, match=r"series 'b', step 2, yhat_q10 = 2.5 > yhat_q50 = 2"):
+        forecast_frame(
+            np.array(["a", "b"], dtype=object),
+            np.zeros((2, 2), dtype="datetime64[ns]"),
+            crossing[..., 1],
+            model="m",
+            model_version="v",
+            fallback=False,
+            quantiles=QUANTILES,
+            yhat_quantiles=crossing,
+        )
+
+
+def test_the_forecast_file_and_summary_carry_the_configured_quantiles(tmp_path: Path) -> None:
+    config = PipelineConfig(
+        source={"path": "x.parquet"},
+        window={"look_back": 14, "horizon": 3},
+        evaluation={"season_length": 7},
+        model={"quantiles": [0.9, 0.5, 0.1]},
+        storage={"root": str(tmp_path)},
+    )
+    store = ArtifactStore(str(tmp_path))
+    validated = store.write_table("validate", "k", noisy_frame(), config_hash=config.digest())
+    summary = predict_task.fn(config, validated, "2026-02-10")  # the seasonal-naive fallback
+    table = pd.read_parquet(summary.uri)
+    assert [c for c in table.columns if c.startswith("yhat_q")] == QUANTILE_COLUMNS
+    assert table[QUANTILE_COLUMNS].isna().all().all()
+    assert summary.quantile_columns == QUANTILE_COLUMNS and not summary.quantiles_forecast
+    assert "yhat_q10, yhat_q50, yhat_q90 (NaN: a point forecaster served)" in summary_markdown(
+        summary
+    )

@@ -9,12 +9,13 @@ import pandas as pd
 import pytest
 
 from lstm_model import statistical
-from lstm_model.forecasters import SeasonalNaive
-from lstm_model.metrics import OVERALL, metrics_table
+from lstm_model.forecasters import SeasonalNaive, forecast_quantiles_of
+from lstm_model.metrics import OVERALL, metrics_table, pinball_loss
 from lstm_model.statistical import (
     STATSFORECAST_MODELS,
     StatsForecastModel,
     baseline_forecaster,
+    non_crossing,
     series_order,
 )
 from tasks.evaluate import (
@@ -203,3 +204,136 @@ def test_no_task_starts_after_the_deadline_but_the_first_series_completes() -> N
     done = statistical._run_until([task, task, task], 1, deadline=0.0, must=2)
     assert done[2] is None and done[0] is not None
     np.testing.assert_array_equal(done[1], done[0])
+
+
+# -- prediction intervals as quantiles --------------------------------------------------------
+QUANTILES = (0.025, 0.1, 0.5, 0.9, 0.975)
+
+
+def statsforecast_intervals(name: str, history: pd.DataFrame, horizon: int) -> np.ndarray:
+    """(horizon, 5): statsforecast's own lo-95, lo-80, mean, hi-80, hi-95 for one history."""
+    from statsforecast import StatsForecast, models
+
+    cls = getattr(models, STATSFORECAST_MODELS[name])
+    frame = history[["unique_id", "ds", "y"]].assign(ds=history["ds"].dt.tz_localize(None))
+    result = StatsForecast(models=[cls(season_length=SEASON)], freq="D", n_jobs=1).forecast(
+        df=frame, h=horizon, level=[80, 95]
+    )
+    m = cls.__name__
+    columns = [f"{m}-lo-95", f"{m}-lo-80", m, f"{m}-hi-80", f"{m}-hi-95"]
+    return result[columns].to_numpy(dtype=np.float64)
+
+
+@pytest.mark.parametrize("name", sorted(STATSFORECAST_MODELS))
+def test_quantiles_are_statsforecasts_prediction_intervals(name: str) -> None:
+    frame = panel({"a": 60, "b": 45})
+    ends = np.array([30, 57, 102])
+    model = StatsForecastModel(name, HORIZON, SEASON, max_history=25, quantiles=QUANTILES)
+    assert forecast_quantiles_of(model) == QUANTILES
+    got = model.predict_quantiles(frame, ends)
+    assert got.shape == (3, HORIZON, 5)
+    for row, end in enumerate(ends):
+        series = frame.loc[: end - 1]
+        series = series[series["unique_id"] == frame["unique_id"].iloc[end - 1]]
+        expected = statsforecast_intervals(name, series.tail(25), HORIZON)
+        # AutoTheta gives its intervals in float32.
+        np.testing.assert_allclose(got[row], expected, rtol=1e-6)
+    assert (np.diff(got, axis=2) >= 0).all()  # non-crossing
+    # The point forecast is the median, and the same as without quantiles.
+    np.testing.assert_array_equal(model.predict(frame, ends), got[..., 2])
+    plain = StatsForecastModel(name, HORIZON, SEASON, max_history=25)
+    np.testing.assert_allclose(plain.predict(frame, ends), got[..., 2], rtol=1e-12)
+
+
+def test_quantiles_need_the_median_and_baseline_forecaster_adds_it() -> None:
+    with pytest.raises(ValueError, match="must include 0.5"):
+        StatsForecastModel("auto_ets", HORIZON, SEASON, quantiles=(0.1, 0.9))
+    with pytest.raises(ValueError, match="increase strictly"):
+        StatsForecastModel("auto_ets", HORIZON, SEASON, quantiles=(0.9, 0.5, 0.1))
+    ets = baseline_forecaster("auto_ets", HORIZON, SEASON, quantiles=[0.9, 0.1])
+    assert forecast_quantiles_of(ets) == (0.1, 0.5, 0.9)
+    assert forecast_quantiles_of(baseline_forecaster("auto_ets", HORIZON, SEASON)) == ()
+    # Our numpy baselines stay point forecasters.
+    assert forecast_quantiles_of(baseline_forecaster("seasonal_naive", 3, 7, quantiles=[0.1])) == ()
+    with pytest.raises(ValueError, match="no quantiles"):
+        StatsForecastModel("auto_ets", HORIZON, SEASON).predict_quantiles(panel({"a": 30}), [20])
+
+
+def test_non_crossing_keeps_the_median_and_orders_outward() -> None:
+    # A lower bound a hair above the median and an upper one below the next.
+    values = np.array([[1.0, 2.0000001, 2.0, 5.0, 4.0]])
+    fixed = non_crossing(values, median=2)
+    np.testing.assert_array_equal(fixed, [[1.0, 2.0, 2.0, 5.0, 5.0]])
+
+
+@dataclass(frozen=True)
+class ConstantBand:
+    """A fake probabilistic forecaster: `value` as the median, `value` -+ `spread` as the 0.1
+    and 0.9 quantiles."""
+
+    value: float
+    spread: float
+    name: str = "lstm"
+    look_back: int = 1
+    horizon: int = HORIZON
+    quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
+
+    def supports(self, frame: pd.DataFrame, ends: np.ndarray) -> np.ndarray:
+        return np.ones(len(ends), dtype=bool)
+
+    def predict(self, frame: pd.DataFrame, ends: np.ndarray) -> np.ndarray:
+        return np.full((len(ends), self.horizon), self.value)
+
+    def predict_quantiles(self, frame: pd.DataFrame, ends: np.ndarray) -> np.ndarray:
+        offsets = np.array([-self.spread, 0.0, self.spread])
+        return self.predict(frame, ends)[..., None] + offsets
+
+
+def test_statistical_baselines_are_scored_on_their_intervals() -> None:
+    ids = ["s0", "s1", "s2"]
+    data = evaluation(ids)
+    theta = StatsForecastModel("auto_theta", HORIZON, SEASON, quantiles=(0.1, 0.5, 0.9))
+    metrics, _, _, scored, sample = evaluate_forecasters(
+        data,
+        Constant(60.0),
+        [theta],
+        budget=BaselineBudget(budget_s=600),
+        quantiles=[0.1, 0.5, 0.9],
+    )
+    assert not sample.sampled
+    y = scored.frame["y"].to_numpy()[scored.ends[:, None] + np.arange(HORIZON)]
+    expected = metrics_table(
+        y,
+        {"auto_theta": theta.predict(scored.frame, scored.ends)},
+        scored.unique_ids,
+        scored.scales,
+        {"auto_theta": theta.predict_quantiles(scored.frame, scored.ends)},
+        (0.1, 0.5, 0.9),
+    )
+    got = metrics[metrics["model"] == "auto_theta"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, expected)
+    assert got["spl"].notna().all() and got["coverage_80"].between(0, 1).all()
+    # The point challenger has no quantiles: NaN there.
+    assert metrics.loc[metrics["model"] == "lstm", "spl"].isna().all()
+
+
+def test_a_sampled_baselines_quantiles_and_the_challengers_on_the_sample() -> None:
+    ids = ["s0", "s1", "s2", "s3"]
+    data = evaluation(ids)
+    theta = StatsForecastModel("auto_theta", HORIZON, SEASON, quantiles=(0.1, 0.5, 0.9))
+    metrics, _, _, scored, sample = evaluate_forecasters(
+        data, ConstantBand(60.0, 5.0), [theta], budget=BaselineBudget(budget_s=1e-6, seed=5)
+    )
+    assert sample.sampled and sample.series == 1
+    keep = scored.unique_ids == series_order(ids, 5)[0]
+    y = scored.frame["y"].to_numpy()[scored.ends[keep][:, None] + np.arange(HORIZON)]
+    band = np.stack([np.full_like(y, 55.0), np.full_like(y, 60.0), np.full_like(y, 65.0)], axis=2)
+    on_sample = metrics[
+        (metrics["model"] == CHALLENGER_ON_BASELINE_SAMPLE) & (metrics["unique_id"] == OVERALL)
+    ].iloc[0]
+    # Scale 2.0 for every series in `evaluation`.
+    assert on_sample["spl"] == pytest.approx(pinball_loss(y, band, (0.1, 0.5, 0.9)) / 2.0)
+    assert on_sample["coverage_80"] == pytest.approx(((y >= 55) & (y <= 65)).mean())
+    theta_rows = metrics[metrics["model"] == "auto_theta"]
+    assert theta_rows["spl"].notna().all()
+    assert len(theta_rows) == 2  # the sampled series and the overall row
