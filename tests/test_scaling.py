@@ -42,7 +42,7 @@ def random_series(seed: int, n_series: int = 5) -> pd.DataFrame:
 
 def config_for(method: str = "standard") -> PipelineConfig:
     return PipelineConfig(
-        source=SourceConfig(path="unused.parquet", covariates=["c1", "c2"]),
+        source=SourceConfig(path="unused.parquet", hist_exog=["c1", "c2"]),
         scaling={"method": method},
     )
 
