@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 
 from lstm_model.calendar import calendar_features
 from tasks.config import PipelineConfig
-from tasks.normalize import SplitCutoffs, split_cutoffs
+from tasks.normalize import SplitCutoffs, config_calendar_columns, split_cutoffs
 from tasks.runtime import (
     StepResult,
     parse_run_date,
@@ -567,8 +567,8 @@ def future_covariate_rows(
 
 def with_calendar(frame: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
     """`frame` with the calendar features of its `ds` (features.calendar, holidays) appended."""
-    features = config.features
-    if not features.calendar and features.holidays_country is None:
+    features, columns = config.features, config_calendar_columns(config)
+    if not columns:
         return frame
     calendar = calendar_features(
         frame["ds"],
@@ -577,7 +577,7 @@ def with_calendar(frame: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
         features.holidays_country,
         features.holidays_subdivision,
     )
-    return pd.concat([frame, calendar], axis=1)
+    return pd.concat([frame, calendar[columns]], axis=1)
 
 
 def stat_constant_check(frame: pd.DataFrame, config: PipelineConfig) -> CheckResult:

@@ -161,7 +161,10 @@ def test_feature_roles_order_target_hist_futr_calendar_stat() -> None:
     roles = feature_roles(config, ["region=north", "region=south", "size"])
     assert list(roles)[-3:] == ["region=north", "region=south", "size"]
     assert {roles[c] for c in ["region=north", "region=south", "size"]} == {"stat"}
-    assert "cal_doy_sin" not in feature_roles(covariate_config(calendar=False))
+    holidays_only = covariate_config(calendar=False)
+    assert [c for c in feature_roles(holidays_only) if c.startswith("cal_")] == ["cal_holiday"]
+    validated, _ = validate_frame(covariate_frame(), holidays_only, "memory")
+    assert [c for c in validated.columns if c.startswith("cal_")] == ["cal_holiday"]
 
 
 def test_normalized_features_carry_roles_one_hots_by_name_and_unscaled_unit_features() -> None:
