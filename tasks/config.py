@@ -12,6 +12,7 @@ import json
 import math
 import os
 import tomllib
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,8 @@ when they parse (numbers, lists, booleans), otherwise taken as strings."""
 
 
 DEFAULT_FREQUENCY = "D"
+CALENDAR_PREFIX = "cal_"
+"""Generated calendar features are named cal_*: a source column may not take such a name."""
 
 
 @dataclass(frozen=True)
@@ -151,16 +154,138 @@ class SourceConfig(_Section):
     series_columns: list[str] | None = Field(
         None, description="Wide layout: the columns holding series (default: all but time)."
     )
-    covariates: list[str] = Field(default_factory=list, description="Extra input columns.")
+    hist_exog: list[str] = Field(
+        default_factory=list,
+        description="Observed covariates (weather, sales of other items): read over the past "
+        "window only, never over the horizon.",
+    )
+    futr_exog: list[str] = Field(
+        default_factory=list,
+        description="Covariates known in advance (planned events, prices, schedules): read over "
+        "the past window and the horizon; at forecast time the horizon's values come from rows "
+        "past each series' last target (target empty) or from source.future_path.",
+    )
+    stat_exog: list[str] = Field(
+        default_factory=list,
+        description="Per-series attributes (store, region, category), constant in each series: "
+        "text becomes one-hot columns named 'column=value', numbers stay numbers.",
+    )
+    future_path: str | None = Field(
+        None,
+        description="Optional file of future covariate rows (id, time and futr_exog columns; "
+        "csv or parquet by suffix; without the id column a row applies to every series).",
+    )
     timestamp_format: str | None = Field(
         None, description="strftime format for text timestamps, e.g. '%Y-%m-%d'."
     )
     timezone: str = Field("UTC", description="Zone of naive timestamps; all are stored as UTC.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _covariates_is_hist_exog(cls, data: Any) -> Any:
+        """`covariates` (before hist/futr/stat existed) was read over the past window only,
+        which is what hist_exog means: kept as its deprecated alias so old configs still run."""
+        if not isinstance(data, Mapping) or "covariates" not in data:
+            return data
+        data = dict(data)
+        old = data.pop("covariates")
+        if data.get("hist_exog"):
+            raise ValueError(
+                "source.covariates and source.hist_exog are both given: covariates is the "
+                "deprecated name of hist_exog; move its columns to hist_exog (observed values) or "
+                "futr_exog (known in advance) and remove covariates"
+            )
+        warnings.warn(
+            "source.covariates is deprecated: it now means source.hist_exog (past window only); "
+            "rename it, and move columns known in advance to source.futr_exog",
+            FutureWarning,
+            stacklevel=2,
+        )
+        data["hist_exog"] = old
+        return data
+
     @model_validator(mode="after")
     def _layout_columns(self) -> SourceConfig:
         if self.layout == "long" and (self.id_column is None or self.target_column is None):
             raise ValueError("layout 'long' needs both id_column and target_column")
+        if self.layout == "wide" and self.stat_exog:
+            raise ValueError(
+                "source.stat_exog needs layout 'long': a wide file has no per-series attribute rows"
+            )
+        named = {
+            "hist_exog": self.hist_exog,
+            "futr_exog": self.futr_exog,
+            "stat_exog": self.stat_exog,
+        }
+        seen: dict[str, str] = {}
+        reserved = {self.id_column, self.time_column, self.target_column, None}
+        for role, columns in named.items():
+            for column in columns:
+                if column in reserved:
+                    raise ValueError(f"source.{role} names {column!r}, the id, time or target")
+                if column in seen:
+                    raise ValueError(
+                        f"column {column!r} is in source.{seen[column]} and source.{role}: "
+                        "a covariate has one role"
+                    )
+                if column.startswith(CALENDAR_PREFIX) or "=" in column:
+                    raise ValueError(
+                        f"source.{role} column {column!r}: names starting with "
+                        f"{CALENDAR_PREFIX!r} or holding '=' are reserved for generated features"
+                    )
+                seen[column] = role
+        return self
+
+    @property
+    def exog(self) -> list[str]:
+        """Every covariate column read from the source, in feature order: hist, futr, stat."""
+        return [*self.hist_exog, *self.futr_exog, *self.stat_exog]
+
+    @property
+    def numeric_exog(self) -> list[str]:
+        """The time-varying covariates (float64 everywhere): hist_exog then futr_exog."""
+        return [*self.hist_exog, *self.futr_exog]
+
+
+class FeaturesConfig(_Section):
+    """Features generated from the timestamps, known for any future date (so futr features)."""
+
+    calendar: bool = Field(
+        True,
+        description="Calendar features from ds in source.timezone, as sin/cos pairs: hour of day "
+        "and day of week (sub-daily), day of week and day of year (daily), week of year "
+        "(weekly), month (monthly), quarter (quarterly).",
+    )
+    holidays_country: str | None = Field(
+        None,
+        description="Add cal_holiday (1 on public holidays of this country, by the local date), "
+        "from the `holidays` library: an ISO code such as 'US', 'DE', 'GB'.",
+    )
+    holidays_subdivision: str | None = Field(
+        None, description="A subdivision of holidays_country (state, province): 'IL', 'BY'."
+    )
+
+    @model_validator(mode="after")
+    def _holidays_are_known(self) -> FeaturesConfig:
+        if self.holidays_subdivision is not None and self.holidays_country is None:
+            raise ValueError("features.holidays_subdivision needs features.holidays_country")
+        if self.holidays_country is None:
+            return self
+        import holidays
+
+        supported = holidays.list_supported_countries()
+        country = self.holidays_country
+        if country not in supported:
+            raise ValueError(
+                f"features.holidays_country {country!r} is not a country the holidays library "
+                f"knows; use an ISO 3166 code such as {', '.join(sorted(supported)[:8])}, ..."
+            )
+        subdivision = self.holidays_subdivision
+        if subdivision is not None and subdivision not in supported[country]:
+            raise ValueError(
+                f"features.holidays_subdivision {subdivision!r} is not a subdivision of "
+                f"{country}; known: {', '.join(supported[country])}"
+            )
         return self
 
 
@@ -396,6 +521,7 @@ class PipelineConfig(_Section):
         " evaluation.season_length, window.look_back and window.horizon.",
     )
     source: SourceConfig
+    features: FeaturesConfig = FeaturesConfig()
     validation: ValidationConfig = ValidationConfig()
     window: WindowConfig = WindowConfig()
     split: SplitConfig = SplitConfig()
@@ -546,7 +672,7 @@ def _is_url(location: str) -> bool:
 
 def _resolve_relative_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     data = dict(data)
-    for section, key in (("source", "path"), ("storage", "root")):
+    for section, key in (("source", "path"), ("source", "future_path"), ("storage", "root")):
         node = data.get(section)
         if isinstance(node, dict) and isinstance(node.get(key), str):
             location = node[key]

@@ -1,8 +1,10 @@
 """Ingestion: read the configured source into the long series contract.
 
 One file, a glob or a folder of CSV or Parquet files, local or at any fsspec URL, long or wide,
-becomes one frame with exactly `unique_id` (str), `ds` (UTC timestamps), `y` (float64) and the
-configured covariates (float64). Anything that cannot be read that way fails with one
+becomes one frame with exactly `unique_id` (str), `ds` (UTC timestamps), `y` (float64), the
+configured hist_exog and futr_exog (float64) and stat_exog (float64, or str when a column holds
+text). Rows of `source.future_path` (future values of futr_exog) are added as rows with an empty
+target. Anything that cannot be read that way fails with one
 `IngestError` naming the file, the column and the first bad rows: nothing is guessed, coerced to
 NaN or filled with nulls silently. Each file is checked on its own before files are combined.
 """
@@ -120,9 +122,22 @@ def _modified(info: dict[str, Any]) -> str | None:
     return None
 
 
+def future_source(source: SourceConfig) -> SourceConfig | None:
+    """`source.future_path` as a source of its own (csv or parquet by its suffix), or None."""
+    if source.future_path is None:
+        return None
+    name = source.future_path.lower()
+    file_format = "csv" if name.endswith(SUFFIXES["csv"]) else "parquet"
+    return source.model_copy(update={"path": source.future_path, "format": file_format})
+
+
 def source_fingerprint(source: SourceConfig) -> list[dict[str, Any]]:
-    """Path, size and modification time (or ETag) per matched file: new data changes the key."""
+    """Path, size and modification time (or ETag) per matched file, the future file's too: new
+    data (or a new schedule) changes the key."""
     _, files = matched_files(source)
+    future = future_source(source)
+    if future is not None:
+        files = files + matched_files(future)[1]
     fingerprint = []
     for file in files:
         entry: dict[str, Any] = {
@@ -141,13 +156,22 @@ def source_fingerprint(source: SourceConfig) -> list[dict[str, Any]]:
 def required_columns(source: SourceConfig) -> list[str]:
     """Columns every file must have; a wide source's series columns only when named in config."""
     if source.layout == "long":
-        return [source.id_column, source.time_column, source.target_column, *source.covariates]
-    return [source.time_column, *source.covariates, *(source.series_columns or [])]
+        return [source.id_column, source.time_column, source.target_column, *source.exog]
+    return [source.time_column, *source.exog, *(source.series_columns or [])]
 
 
-def check_columns(found: list[str], source: SourceConfig, name: str) -> None:
+def future_columns(source: SourceConfig) -> list[str]:
+    """Columns of the future file: id (long layout), time, futr_exog."""
+    ids = [source.id_column] if source.layout == "long" else []
+    return [*ids, source.time_column, *source.futr_exog]
+
+
+def check_columns(
+    found: list[str], source: SourceConfig, name: str, columns: list[str] | None = None
+) -> None:
     """Fail naming the file and the missing columns: pyarrow would fill them with nulls."""
-    missing = [column for column in required_columns(source) if column not in found]
+    wanted = required_columns(source) if columns is None else columns
+    missing = [column for column in wanted if column not in found]
     if missing:
         raise IngestError(
             f"{name}: missing column(s) {', '.join(map(repr, missing))}; "
@@ -156,15 +180,19 @@ def check_columns(found: list[str], source: SourceConfig, name: str) -> None:
 
 
 def read_raw_parquet(
-    fs: AbstractFileSystem, file: SourceFile, source: SourceConfig
+    fs: AbstractFileSystem,
+    file: SourceFile,
+    source: SourceConfig,
+    columns: list[str] | None = None,
 ) -> pd.DataFrame:
-    """One Parquet file's needed columns, after its schema is checked."""
+    """One Parquet file's needed columns (`columns`, default the source's), after its schema is
+    checked."""
     try:
         with fs.open(file.path, "rb") as handle:
             parquet = pq.ParquetFile(handle, page_checksum_verification=True)
             names = parquet.schema_arrow.names
-            check_columns(names, source, file.name)
-            wanted = (
+            check_columns(names, source, file.name, columns)
+            wanted = columns or (
                 None
                 if source.layout == "wide" and not source.series_columns
                 else required_columns(source)
@@ -177,7 +205,12 @@ def read_raw_parquet(
     return table.to_pandas()
 
 
-def read_raw_csv(fs: AbstractFileSystem, file: SourceFile, source: SourceConfig) -> pd.DataFrame:
+def read_raw_csv(
+    fs: AbstractFileSystem,
+    file: SourceFile,
+    source: SourceConfig,
+    columns: list[str] | None = None,
+) -> pd.DataFrame:
     """One CSV file as text (every cell a string), so values are parsed strictly afterwards."""
     try:
         with fs.open(file.path, "rb", compression="infer") as handle:
@@ -188,16 +221,21 @@ def read_raw_csv(fs: AbstractFileSystem, file: SourceFile, source: SourceConfig)
         raise IngestError(f"{file.name}: empty file (no header, no rows)") from err
     except (pd.errors.ParserError, UnicodeDecodeError, OSError) as err:
         raise IngestError(f"{file.name}: not a readable CSV file ({err})") from err
-    check_columns(list(raw.columns), source, file.name)
+    check_columns(list(raw.columns), source, file.name, columns)
     return raw
 
 
-def read_raw_file(fs: AbstractFileSystem, file: SourceFile, source: SourceConfig) -> pd.DataFrame:
+def read_raw_file(
+    fs: AbstractFileSystem,
+    file: SourceFile,
+    source: SourceConfig,
+    columns: list[str] | None = None,
+) -> pd.DataFrame:
     """One file as read, refused when empty, unreadable or missing a required column."""
     if file.info.get("size") == 0:
         raise IngestError(f"{file.name}: empty file (0 bytes)")
     reader = read_raw_parquet if source.format == "parquet" else read_raw_csv
-    raw = reader(fs, file, source)
+    raw = reader(fs, file, source, columns)
     if raw.empty:
         raise IngestError(f"{file.name}: no rows (only a header or an empty table)")
     return raw
@@ -236,6 +274,23 @@ def parse_numbers(values: pd.Series, source: SourceConfig, name: str, column: st
             f"{name}: column {column!r} has non-numeric values: {_quote_rows(source, values, bad)}"
         )
     return numbers.reset_index(drop=True)
+
+
+def parse_attribute(values: pd.Series, source: SourceConfig, name: str, column: str) -> pd.Series:
+    """A stat_exog column: float64 when every value is a number (typed, or text that parses),
+    else text (str, stripped; empty cells missing) for one-hot encoding downstream."""
+    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+        return values.astype("float64").reset_index(drop=True)
+    if not _is_text(values):
+        raise IngestError(
+            f"{name}: column {column!r} has type {values.dtype}; expected text or numbers"
+        )
+    text = values.astype("str").str.strip().where(values.notna())
+    missing = (text.isna() | text.eq("")).to_numpy()
+    numbers = pd.to_numeric(text.where(~missing), errors="coerce")
+    if (~missing).any() and not (numbers.isna().to_numpy() & ~missing).any():
+        return numbers.astype("float64").reset_index(drop=True)
+    return text.where(~missing).astype("str").reset_index(drop=True)
 
 
 def _offset_label(offset: timedelta | None) -> str:
@@ -386,7 +441,7 @@ def series_columns(raw: pd.DataFrame, source: SourceConfig) -> list[str]:
     """A wide file's series: the configured ones, else every column but time and covariates."""
     if source.series_columns:
         return list(source.series_columns)
-    skip = {source.time_column, *source.covariates}
+    skip = {source.time_column, *source.exog}
     return [column for column in raw.columns if column not in skip]
 
 
@@ -402,7 +457,7 @@ def ids_as_text(values: pd.Series) -> pd.Series:
 def long_frame(
     ids: pd.Series, times: pd.Series, target: pd.Series, covariates: dict[str, pd.Series]
 ) -> pd.DataFrame:
-    """The contract's column order and dtypes: unique_id, ds, y, covariates."""
+    """The contract's column order and dtypes: unique_id, ds, y, hist, futr and stat exog."""
     frame = pd.DataFrame({"unique_id": ids.reset_index(drop=True), "ds": times, "y": target})
     for column, values in covariates.items():
         frame[column] = values.to_numpy()
@@ -412,7 +467,8 @@ def long_frame(
 def standardize(raw: pd.DataFrame, source: SourceConfig, name: str) -> FilePart:
     """One file's raw columns as the long contract, values parsed strictly."""
     times, zones = parse_times(raw[source.time_column], source, name, source.time_column)
-    covariates = {c: parse_numbers(raw[c], source, name, c) for c in source.covariates}
+    covariates = {c: parse_numbers(raw[c], source, name, c) for c in source.numeric_exog}
+    covariates |= {c: parse_attribute(raw[c], source, name, c) for c in source.stat_exog}
     if source.layout == "long":
         ids = ids_as_text(raw[source.id_column])
         target = parse_numbers(raw[source.target_column], source, name, source.target_column)
@@ -443,15 +499,85 @@ def trim_wide_edges(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[keep.to_numpy()].reset_index(drop=True)
 
 
+def read_future(source: SourceConfig) -> pd.DataFrame | None:
+    """`source.future_path` as unique_id (long layout), ds and futr_exog rows, or None."""
+    future = future_source(source)
+    if future is None:
+        return None
+    fs, files = matched_files(future)
+    parts, zones = [], []
+    for file in files:
+        raw = read_raw_file(fs, file, future, future_columns(future))
+        times, found = parse_times(raw[future.time_column], future, file.name, future.time_column)
+        frame = pd.DataFrame({"ds": times})
+        if future.layout == "long":
+            frame.insert(0, "unique_id", ids_as_text(raw[future.id_column]))
+        for column in future.futr_exog:
+            frame[column] = parse_numbers(raw[column], future, file.name, column).to_numpy()
+        parts.append(frame)
+        zones.append(found)
+    check_time_zones(zones, future)
+    return pd.concat(parts, ignore_index=True)
+
+
+def _key_text(frame: pd.DataFrame, rows: np.ndarray, source: SourceConfig) -> str:
+    shown = [
+        f"series {frame['unique_id'].iat[i]!r} at "
+        f"{frame['ds'].iat[i].tz_convert(source.timezone).isoformat()}"
+        for i in rows[:SHOWN]
+    ]
+    return ", ".join(shown) + (f" ({len(rows)} in all)" if len(rows) > SHOWN else "")
+
+
+def merge_future(frame: pd.DataFrame, future: pd.DataFrame, source: SourceConfig) -> pd.DataFrame:
+    """The source rows plus the future file's rows for (series, time) keys the source lacks
+    (target and other covariates empty); a file without ids applies to every series. Where the
+    source has the key too, the file fills only empty futr_exog cells; different values fail."""
+    name = source.future_path
+    if "unique_id" not in future.columns:
+        ids = pd.Series(frame["unique_id"].dropna().unique(), dtype="str")
+        future = future.merge(pd.DataFrame({"unique_id": ids}), how="cross")
+    doubled = future.duplicated(["unique_id", "ds"], keep=False).to_numpy()
+    if doubled.any():
+        raise IngestError(
+            f"{name}: a series and time appear more than once: "
+            f"{_key_text(future, np.flatnonzero(doubled), source)}"
+        )
+    columns = list(source.futr_exog)
+    keyed = frame.reset_index(drop=True).reset_index(names="_row")
+    both = keyed[["_row", "unique_id", "ds", *columns]].merge(
+        future, on=["unique_id", "ds"], suffixes=("", "_future")
+    )
+    merged = frame.copy()
+    for column in columns:
+        ours, theirs = both[column].to_numpy(), both[f"{column}_future"].to_numpy()
+        clash = ~np.isnan(ours) & ~np.isnan(theirs) & (ours != theirs)
+        if clash.any():
+            raise IngestError(
+                f"{name}: column {column!r} differs from the source at "
+                f"{_key_text(both, np.flatnonzero(clash), source)}"
+            )
+        fill = np.isnan(ours) & ~np.isnan(theirs)
+        merged.loc[both["_row"].to_numpy()[fill], column] = theirs[fill]
+    known = pd.MultiIndex.from_frame(frame[["unique_id", "ds"]])
+    fresh = ~pd.MultiIndex.from_frame(future[["unique_id", "ds"]]).isin(known)
+    added = future[fresh].reindex(columns=frame.columns)
+    added = added.astype({c: frame[c].dtype for c in frame.columns if c != "ds"})
+    added["ds"] = future.loc[fresh, "ds"].astype(frame["ds"].dtype).to_numpy()
+    return pd.concat([merged, added], ignore_index=True)
+
+
 def read_source(source: SourceConfig) -> pd.DataFrame:
-    """Every matched file in the long contract, each checked on its own before they are combined."""
+    """Every matched file in the long contract, each checked on its own before they are
+    combined, plus the rows of `source.future_path`."""
     fs, files = matched_files(source)
     parts = [standardize(read_raw_file(fs, file, source), source, file.name) for file in files]
     check_time_zones([part.zones for part in parts], source)
     frame = pd.concat([part.frame for part in parts], ignore_index=True)
     if source.layout == "wide":
         frame = trim_wide_edges(frame)
-    return frame
+    future = read_future(source)
+    return frame if future is None else merge_future(frame, future, source)
 
 
 def ingest_key(config: PipelineConfig, fingerprint: list[dict[str, Any]]) -> str:

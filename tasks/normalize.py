@@ -1,19 +1,25 @@
 """Normalize step: split at common calendar cutoffs, fit the scaler on train rows, scale.
 
 Writes one artifact: the validated rows in the same (unique_id, ds) order with a `split` column
-and the features as float32. The fitted scaler travels in the artifact's metadata, so whoever
-reads the rows also has the one object that undoes the scaling (the registry copies it next to
-the model).
+and the features as float32, in the order y, hist_exog, futr_exog, calendar (futr), stat_exog
+encodings; the metadata's `feature_roles` says which is which. The fitted scaler travels in the
+artifact's metadata, so whoever reads the rows also has the one object that undoes the scaling
+(the registry copies it next to the model). Calendar and stat features are already on a unit
+scale (sin/cos, 0/1 flags and one-hots): the scaler passes them through unchanged.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
+from lstm_model.calendar import calendar_columns
 from lstm_model.scaling import SeriesScaler, fit_scaler
 from lstm_model.windowing import SPLITS
 from tasks.config import PipelineConfig, SplitConfig
@@ -28,9 +34,108 @@ IMPUTED = "imputed"
 _FLOOR_TOLERANCE = 1e-9
 
 
-def feature_columns(config: PipelineConfig) -> list[str]:
-    """Target first, then covariates: the target's column index is 0 everywhere downstream."""
-    return [TARGET, *config.source.covariates]
+Role = Literal["target", "hist", "futr", "stat"]
+STAT_SEPARATOR = "="
+"""A categorical stat_exog value's one-hot column is `{column}={value}`: the feature names carry
+the vocabulary, so predict rebuilds the columns by name."""
+
+_log = logging.getLogger(__name__)
+
+
+def config_calendar_columns(config: PipelineConfig) -> list[str]:
+    """The `cal_*` columns validation generates for this config (none when switched off)."""
+    features = config.features
+    if not features.calendar and features.holidays_country is None:
+        return []
+    names = calendar_columns(config.frequency, features.holidays_country)
+    return names if features.calendar else [c for c in names if c == "cal_holiday"]
+
+
+def feature_roles(
+    config: PipelineConfig, stat_features: Sequence[str] | None = None
+) -> dict[str, Role]:
+    """Each feature column's role, in feature order: target, hist_exog, futr_exog, calendar
+    (futr: known for any date), stat_exog. The model reads futr columns over the horizon too.
+
+    Categorical stat_exog become one-hot columns whose names depend on the data: pass them
+    (`stat_features`, as `stat_feature_names` or the normalized metadata give them); without
+    them the stat entries are the config's own stat_exog names.
+    """
+    stats = config.source.stat_exog if stat_features is None else stat_features
+    roles: dict[str, Role] = {TARGET: "target"}
+    roles |= {column: "hist" for column in config.source.hist_exog}
+    roles |= {column: "futr" for column in config.source.futr_exog}
+    roles |= {column: "futr" for column in config_calendar_columns(config)}
+    roles |= {column: "stat" for column in stats}
+    return roles
+
+
+def feature_columns(
+    config: PipelineConfig, stat_features: Sequence[str] | None = None
+) -> list[str]:
+    """Target first, then hist, futr, calendar and stat features (see `feature_roles`): the
+    target's column index is 0 everywhere downstream."""
+    return list(feature_roles(config, stat_features))
+
+
+def stat_feature_names(frame: pd.DataFrame, config: PipelineConfig) -> list[str]:
+    """The encoded stat_exog features of `frame`: a numeric column as itself, a text column as
+    one `{column}={value}` one-hot per distinct value (sorted)."""
+    names: list[str] = []
+    for column in config.source.stat_exog:
+        values = frame[column]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            names.append(column)
+            continue
+        vocabulary = sorted(str(v) for v in values.dropna().unique())
+        names += [f"{column}{STAT_SEPARATOR}{value}" for value in vocabulary]
+    return names
+
+
+def stat_features_among(config: PipelineConfig, features: Sequence[str]) -> list[str]:
+    """The stat features in a list of feature names: stat_exog columns and their one-hots."""
+    stats = config.source.stat_exog
+    prefixes = tuple(f"{column}{STAT_SEPARATOR}" for column in stats)
+    return [name for name in features if name in stats or (prefixes and name.startswith(prefixes))]
+
+
+def encode_stat(
+    frame: pd.DataFrame, stat_exog: Sequence[str], features: Sequence[str]
+) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """`frame` with the one-hot stat features in `features` built by name from the raw stat_exog
+    columns (`store=12` is 1.0 where `store` is "12"), and, per column, the values no feature
+    names (unseen in training: all their one-hots are 0). Numeric stat features stay as they are.
+    """
+    out = frame.copy()
+    unseen: dict[str, list[str]] = {}
+    for column in stat_exog:
+        prefix = f"{column}{STAT_SEPARATOR}"
+        names = [name for name in features if name.startswith(prefix)]
+        if not names or column not in frame.columns:
+            continue
+        text = frame[column].astype("str").where(frame[column].notna())
+        known = {name[len(prefix) :] for name in names}
+        for name in names:
+            out[name] = (text == name[len(prefix) :]).to_numpy(dtype=np.float32)
+        new = sorted(set(text.dropna().unique()) - known)
+        if new:
+            unseen[column] = new
+            _log.warning(
+                "stat_exog %r: value(s) %s not seen in training; their one-hot columns are all 0",
+                column,
+                new[:10],
+            )
+    return out, unseen
+
+
+def passthrough(scaler: SeriesScaler, columns: Sequence[str]) -> SeriesScaler:
+    """The scaler with `columns` left unscaled (offset 0, scale 1): features already on a unit
+    scale, and stat features that a per-series scaling would flatten to 0."""
+    offset, scale = scaler.offset.copy(), scaler.scale.copy()
+    for column in columns:
+        index = scaler.column_index(column)
+        offset[:, index], scale[:, index] = 0.0, 1.0
+    return replace(scaler, offset=offset, scale=scale)
 
 
 @dataclass(frozen=True)
@@ -128,7 +233,12 @@ def normalize(
     names them for the log.
     """
     check_sorted(frame)
-    features = feature_columns(config)
+    missing = [c for c in config.source.stat_exog if c not in frame.columns]
+    if missing:
+        raise KeyError(f"validated frame lacks stat_exog column(s) {missing}")
+    stat_features = stat_feature_names(frame, config)
+    frame, _ = encode_stat(frame, config.source.stat_exog, stat_features)
+    features = feature_columns(config, stat_features)
     missing = [c for c in features if c not in frame.columns]
     if missing:
         raise KeyError(f"validated frame lacks feature column(s) {missing}")
@@ -141,6 +251,8 @@ def normalize(
     # The one leakage guard: validation and test rows never reach the statistics.
     train_rows = split_frame[split_frame["split"] == SPLITS[0]]
     scaler = fit_scaler(train_rows, features, config.scaling.method)
+    unit_scale = set(config_calendar_columns(config)) | set(stat_features)
+    scaler = passthrough(scaler, [c for c in features if c in unit_scale])
     scaled = scaler.transform(split_frame)
     normalized = scaled[["unique_id", "ds", "split"]].copy()
     for column in features:
@@ -169,9 +281,8 @@ def split_summary(normalized: pd.DataFrame) -> list[dict[str, object]]:
 
 
 def normalize_key(config: PipelineConfig, validated: ArtifactRef) -> str:
-    return content_key(
-        "normalize", config.digest("split", "scaling", "source"), validated.sha256, code_version()
-    )
+    sections = config.digest("split", "scaling", "source", "features", "frequency")
+    return content_key("normalize", sections, validated.sha256, code_version())
 
 
 def load_normalized(
@@ -191,6 +302,7 @@ def normalize_task(config: PipelineConfig, validated: ArtifactRef) -> ArtifactRe
         frame, _ = store.read_table(validated)
         cutoffs = split_cutoffs(observed_ds(frame), config.split)
         normalized, scaler = normalize(frame, config, cutoffs)
+        roles = feature_roles(config, stat_feature_names(frame, config))
         left_out = series_without_train_rows(frame, scaler)
         if left_out:
             logger.warning(
@@ -211,7 +323,8 @@ def normalize_task(config: PipelineConfig, validated: ArtifactRef) -> ArtifactRe
         publish_table(f"normalize-{config.name}", summary, "Rows and series per split")
         return normalized, {
             "scaler": scaler.to_dict(),
-            "features": feature_columns(config),
+            "features": list(roles),
+            "feature_roles": roles,
             "splits": {row["split"]: row["rows"] for row in summary},
             "cutoffs": cutoffs.to_dict(),
             "series_without_train_rows": left_out,

@@ -23,17 +23,25 @@ night whichever model served it; it changes only when the configured quantiles c
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
+from lstm_model.calendar import calendar_features
 from lstm_model.forecasters import Forecaster, quantile_column, series_first_rows
 from lstm_model.metrics import check_quantiles
 from lstm_model.statistical import baseline_forecaster
 from tasks.config import PipelineConfig
 from tasks.evaluate import point_and_quantiles
+from tasks.normalize import (
+    config_calendar_columns,
+    encode_stat,
+    feature_roles,
+    stat_features_among,
+)
 from tasks.registry import ModelRegistry
 from tasks.runtime import (
     current_flow_run_id,
@@ -57,6 +65,10 @@ def fallback_version(model: str) -> str:
 
 class NoChampionError(RuntimeError):
     """Forecasting before any model was promoted."""
+
+
+class MissingFutureCovariatesError(ValueError):
+    """A futr_exog value needed for the horizon is not known: names the series and dates."""
 
 
 class ForecastSummary(BaseModel):
@@ -90,12 +102,15 @@ def series_ends(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 
 def forecastable(
-    frame: pd.DataFrame, forecaster: Forecaster
-) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
-    """Ids and ends of the series the forecaster can forecast, and why the others cannot be."""
-    ids, ends = series_ends(frame)
+    frame: pd.DataFrame,
+    forecaster: Forecaster,
+    ids: np.ndarray,
+    ends: np.ndarray,
+    lengths: np.ndarray,
+) -> tuple[np.ndarray, dict[str, str]]:
+    """Which series (origins `ends`, history `lengths`) the forecaster can forecast, and why
+    the others cannot be."""
     supported = forecaster.supports(frame, ends)
-    lengths = np.diff(np.concatenate(([0], ends)))
     known = set(getattr(getattr(forecaster, "scaler", None), "series", ids))
     skipped: dict[str, str] = {}
     for series_id, length in zip(ids[~supported], lengths[~supported], strict=True):
@@ -103,7 +118,7 @@ def forecastable(
             skipped[series_id] = "not in the champion's training data (retrain to include it)"
         else:
             skipped[series_id] = f"only {length} rows; the model needs {forecaster.look_back}"
-    return ids[supported], ends[supported], skipped
+    return supported, skipped
 
 
 def future_grid(
@@ -135,6 +150,142 @@ def check_non_crossing(
             f"{quantile_column(quantiles[k + 1])} = {values[row, step, k + 1]:g} "
             f"({int(crossing.any(axis=(1, 2)).sum())} series cross)"
         )
+
+
+def future_frame(
+    ids: np.ndarray,
+    future_ds: np.ndarray,
+    config: PipelineConfig,
+    known: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """The horizon rows of series `ids` on the grid `future_ds` ((n, horizon), as `future_grid`
+    lays it): unique_id, ds and the futr features, futr_exog from `known` (the rows validation
+    kept for the horizon) and calendar generated for these timestamps. A missing futr_exog value
+    fails the night, naming the series and the dates.
+    """
+    n, horizon = future_ds.shape
+    frame = pd.DataFrame(
+        {
+            "unique_id": pd.Series(np.repeat(np.asarray(ids, dtype=object), horizon), dtype="str"),
+            "ds": pd.to_datetime(future_ds.reshape(-1), utc=True),
+        }
+    )
+    columns = list(config.source.futr_exog)
+    if columns:
+        given = pd.DataFrame(columns=["unique_id", "ds", *columns]) if known is None else known
+        given = given[["unique_id", "ds", *columns]].astype({"unique_id": "str"})
+        given = given.assign(ds=pd.to_datetime(given["ds"], utc=True).astype(frame["ds"].dtype))
+        frame = frame.merge(given, on=["unique_id", "ds"], how="left", validate="one_to_one")
+        frame[columns] = frame[columns].astype("float64")
+        missing_future_values(frame, columns, config.source.timezone)
+    if config_calendar_columns(config):
+        features = config.features
+        calendar = calendar_features(
+            frame["ds"],
+            config.frequency,
+            config.source.timezone,
+            features.holidays_country,
+            features.holidays_subdivision,
+        )
+        frame = pd.concat([frame, calendar[config_calendar_columns(config)]], axis=1)
+    return frame
+
+
+def missing_future_values(frame: pd.DataFrame, columns: list[str], timezone: str) -> None:
+    """Raise MissingFutureCovariatesError naming each series with an unknown futr_exog value for
+    the horizon, its dates and columns (a forecast with made-up covariates is no forecast)."""
+    empty = ~np.isfinite(frame[columns].to_numpy(dtype="float64"))
+    rows = empty.any(axis=1)
+    if not rows.any():
+        return
+    lines = []
+    bad = frame[rows]
+    for series, group in bad.groupby("unique_id", sort=True):
+        dates = [format_local(stamp, timezone) for stamp in group["ds"]]
+        which = sorted(
+            {
+                c
+                for c, hit in zip(
+                    columns, empty[rows][bad["unique_id"] == series].any(0), strict=True
+                )
+                if hit
+            }
+        )
+        shown = ", ".join(dates[:5]) + (f" ({len(dates)} steps)" if len(dates) > 5 else "")
+        lines.append(f"  series {series!r}: {', '.join(which)} unknown at {shown}")
+        if len(lines) == 10:
+            lines.append(f"  ... {bad['unique_id'].nunique() - 10} more series")
+            break
+    raise MissingFutureCovariatesError(
+        "futr_exog values for the forecast horizon are missing; give them as source rows past "
+        "each series' last target (target empty) or in source.future_path:\n" + "\n".join(lines)
+    )
+
+
+def format_local(stamp: pd.Timestamp, timezone: str) -> str:
+    """A timestamp on the local wall clock; the date alone at local midnight."""
+    local = pd.Timestamp(stamp).tz_convert(timezone)
+    return local.strftime("%Y-%m-%d") if local == local.normalize() else local.isoformat()
+
+
+@dataclass(frozen=True)
+class HorizonInputs:
+    """What a forecaster that reads futr features over the horizon gets: the config (futr_exog,
+    calendar), the futr_exog rows validation kept for the horizon, and the stat features to
+    copy onto the horizon rows."""
+
+    config: PipelineConfig
+    known: pd.DataFrame | None = None
+    carry: tuple[str, ...] = ()
+
+    def rows(self, ids: np.ndarray, future_ds: np.ndarray) -> pd.DataFrame:
+        return future_frame(ids, future_ds, self.config, self.known)
+
+
+def reads_horizon(forecaster: Forecaster, config: PipelineConfig) -> bool:
+    """Whether the forecaster reads futr features (futr_exog, calendar) of the horizon rows: it
+    lists one among its `input_features`. Baselines do not, so they never need future values."""
+    futr = {column for column, role in feature_roles(config).items() if role == "futr"}
+    return bool(futr & set(getattr(forecaster, "input_features", ()) or ()))
+
+
+def with_future_rows(
+    frame: pd.DataFrame,
+    future: pd.DataFrame,
+    ids: np.ndarray,
+    ends: np.ndarray,
+    carry: Sequence[str] = (),
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """`frame` with each series' horizon rows from `future` (sorted by ds) inserted after its
+    history, and the new ends: ends[i] is series i's first future row, so rows
+    [end - look_back, end + horizon) hold its inputs and then its future covariates.
+
+    Future rows have y and every column `future` lacks empty (NaN; False for flags), except
+    `carry` (stat features), copied from the series' last history row. Series not in `ids` get
+    no rows.
+    """
+    ids = np.asarray(ids).astype(str)
+    ends = np.asarray(ends, dtype=np.int64)
+    if not ids.size:
+        return frame, ends
+    last_row = pd.Series(ends - 1, index=ids)
+    added = future[future["unique_id"].astype(str).isin(ids)].reset_index(drop=True)
+    anchor = last_row.loc[added["unique_id"].astype(str).to_numpy()].to_numpy()
+    for column in carry:
+        added[column] = frame[column].to_numpy()[anchor]
+    added = added.reindex(columns=frame.columns)
+    for column in frame.columns:
+        if pd.api.types.is_bool_dtype(frame[column]):
+            added[column] = False
+    added = added.astype(frame.dtypes.to_dict())
+    # history row r sorts at (r, 0); future step k of a series after its last row at (last, 1+k)
+    primary = np.concatenate([np.arange(len(frame)), anchor])
+    step = added.groupby(anchor).cumcount().to_numpy() + 1
+    secondary = np.concatenate([np.zeros(len(frame), dtype=np.int64), step])
+    order = np.lexsort((secondary, primary))
+    combined = pd.concat([frame, added], ignore_index=True).iloc[order].reset_index(drop=True)
+    shift = np.searchsorted(np.sort(anchor), ends - 1, side="left")
+    return combined, ends + shift
 
 
 def forecast_frame(
@@ -190,24 +341,30 @@ def predict_frame(
     model_version: str,
     fallback: bool = False,
     quantiles: Sequence[float] = (),
+    horizon_inputs: HorizonInputs | None = None,
 ) -> tuple[pd.DataFrame, dict[str, str]]:
     """Forecast every forecastable series of a validated frame (sorted by unique_id, ds).
 
     With `quantiles`, the table has their columns: the forecaster's quantiles when it forecasts
-    them all (then `yhat` is its median), NaN otherwise.
+    them all (then `yhat` is its median), NaN otherwise. With `horizon_inputs` each series'
+    horizon rows (futr features) are appended after its history and the forecaster reads rows
+    [end - look_back, end + horizon) (`with_future_rows`).
     """
     quantiles = check_quantiles(sorted(quantiles))
-    ids, ends, skipped = forecastable(frame, forecaster)
     horizon = forecaster.horizon
-    yhat_quantiles = None
+    ids, ends = series_ends(frame)
+    lengths = np.diff(np.concatenate(([0], ends)))
+    # iloc first: to_numpy() of a whole zone-aware column builds one object per row.
+    last_ds = pd.Series(frame["ds"].iloc[ends - 1].array, index=ids)
+    future = future_grid(last_ds, horizon, frequency, timezone)
+    if horizon_inputs is not None and ends.size:
+        rows = horizon_inputs.rows(ids, future)
+        frame, ends = with_future_rows(frame, rows, ids, ends, horizon_inputs.carry)
+    supported, skipped = forecastable(frame, forecaster, ids, ends, lengths)
+    ids, ends, future = ids[supported], ends[supported], future[supported]
+    yhat, yhat_quantiles = np.empty((0, horizon)), None
     if ends.size:
         yhat, yhat_quantiles = point_and_quantiles(forecaster, frame, ends, quantiles)
-        # iloc first: to_numpy() of a whole zone-aware column builds one object per row.
-        last_ds = pd.Series(frame["ds"].iloc[ends - 1].array, index=ids)
-        future = future_grid(last_ds, horizon, frequency, timezone)
-    else:
-        yhat = np.empty((0, horizon))
-        future = np.empty((0, horizon), dtype="datetime64[ns]")
     table = forecast_frame(
         ids,
         future,
@@ -295,6 +452,17 @@ def predict_task(config: PipelineConfig, validated: ArtifactRef, run_date: str) 
             "No model has passed the gate yet: publishing the %s fallback", forecaster.name
         )
     frame, validated_meta = store.read_table(validated)
+    inputs = tuple(getattr(forecaster, "input_features", ()) or ())
+    # stat one-hots rebuilt by the names the model was trained with (unseen values: all 0)
+    frame, _ = encode_stat(frame, config.source.stat_exog, inputs)
+    horizon_inputs = None
+    if reads_horizon(forecaster, config):
+        known = validated_meta.get("future")
+        horizon_inputs = HorizonInputs(
+            config,
+            None if known is None else store.read_table(ArtifactRef(**known))[0],
+            carry=tuple(stat_features_among(config, inputs)),
+        )
     table, skipped = predict_frame(
         frame,
         forecaster,
@@ -303,6 +471,7 @@ def predict_task(config: PipelineConfig, validated: ArtifactRef, run_date: str) 
         model_version=version,
         fallback=fallback,
         quantiles=config.model.forecast_quantiles,
+        horizon_inputs=horizon_inputs,
     )
     skipped = {**validated_meta.get("set_aside", {}), **skipped}  # none dropped silently
     uri = forecast_uri(store, config.name, run_date)

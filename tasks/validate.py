@@ -5,6 +5,11 @@ repair, and rejects everything else with one `DataValidationError` naming the so
 series and first offending rows. The GX suite is `tasks/suites/default.json`, extended from config
 (covariates, y bounds, id pattern, series cap, `validation.extra_expectations`). The policy is
 written down in docs/validation.md.
+
+Rows past a series' last observed target (target empty) are future rows when `source.futr_exog`
+is set: the covariates known in advance for the horizon. They are kept out of the checked history
+and handed to the forecast by `future_covariate_rows`. The validated frame gets the calendar
+features (`features.calendar`, holidays) generated from its timestamps.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ from pandas.tseries.frequencies import to_offset
 from pandas.tseries.offsets import BaseOffset, Day, Tick
 from pydantic import BaseModel, Field
 
+from lstm_model.calendar import calendar_features
 from tasks.config import PipelineConfig
-from tasks.normalize import SplitCutoffs, split_cutoffs
+from tasks.normalize import SplitCutoffs, config_calendar_columns, split_cutoffs
 from tasks.runtime import (
     StepResult,
     parse_run_date,
@@ -94,6 +100,11 @@ class ValidationReport(BaseModel):
     )
     as_of_utc: str | None = Field(None, description="That midnight as a UTC instant.")
     rows_after_as_of: int = Field(0, description="Rows at or after the cut, left out unchecked.")
+    future_rows: int = Field(
+        0,
+        description="Rows before the cut past their series' last target (target empty), kept "
+        "out of the history as future covariate rows (source.futr_exog set).",
+    )
 
     @property
     def failures(self) -> list[CheckResult]:
@@ -184,13 +195,20 @@ def _set_aside_lines(set_aside: dict[str, str], shown: int = 20) -> list[str]:
 
 
 def _as_of_lines(report: ValidationReport) -> list[str]:
-    if report.as_of is None:
-        return []
-    return [
-        f"As of {report.as_of}: rows before {report.as_of_utc} (UTC) only; "
-        f"{report.rows_after_as_of} later rows left out.",
-        "",
-    ]
+    lines = []
+    if report.as_of is not None:
+        lines += [
+            f"As of {report.as_of}: rows before {report.as_of_utc} (UTC) only; "
+            f"{report.rows_after_as_of} later rows left out.",
+            "",
+        ]
+    if report.future_rows:
+        lines += [
+            f"{report.future_rows} rows past their series' last target kept out of the history "
+            "as future covariate rows.",
+            "",
+        ]
+    return lines
 
 
 def report_markdown(report: ValidationReport) -> str:
@@ -246,7 +264,7 @@ def config_expectations(config: PipelineConfig) -> list[dict[str, Any]]:
     rules = config.validation
     finite = sys.float_info.max
     expectations = []
-    for column in config.source.covariates:
+    for column in config.source.numeric_exog:
         expectations += [
             _expect("column_to_exist", column=column),
             _expect("column_values_to_be_of_type", column=column, type_="float64"),
@@ -254,6 +272,11 @@ def config_expectations(config: PipelineConfig) -> list[dict[str, Any]]:
             _expect(
                 "column_values_to_be_between", column=column, min_value=-finite, max_value=finite
             ),
+        ]
+    for column in config.source.stat_exog:
+        expectations += [
+            _expect("column_to_exist", column=column),
+            _expect("column_values_to_not_be_null", column=column),
         ]
     if rules.y_min is not None or rules.y_max is not None:
         expectations.append(
@@ -280,7 +303,7 @@ def is_series_value_check(expectation: dict[str, Any], config: PipelineConfig) -
     """Whether a bundled or config expectation judges values one series at a time (not null,
     finite, within bounds, id pattern): in a forecast those set a series aside instead."""
     kind, column = expectation["type"], expectation["kwargs"].get("column")
-    values = {"y", *config.source.covariates}
+    values = {"y", *config.source.exog}
     if kind in {"expect_column_values_to_not_be_null", "expect_column_values_to_be_between"}:
         return column in values
     return kind == "expect_column_values_to_match_regex" and column == "unique_id"
@@ -488,17 +511,97 @@ def as_of_instant(as_of: str, timezone: str) -> pd.Timestamp:
     return local.tz_convert("UTC")
 
 
+def rows_after_cut(frame: pd.DataFrame, as_of: str | None, timezone: str) -> np.ndarray:
+    """(rows,) bool: `ds` at or after local midnight of `as_of` (none without a date or a
+    zone-aware ds; NaT is never after, for the null check to name it)."""
+    if as_of is None or "ds" not in frame.columns:
+        return np.zeros(len(frame), dtype=bool)
+    if not isinstance(frame["ds"].dtype, pd.DatetimeTZDtype):
+        return np.zeros(len(frame), dtype=bool)  # the type checks reject it
+    return (frame["ds"] >= as_of_instant(as_of, timezone)).to_numpy()
+
+
 def cut_as_of(frame: pd.DataFrame, as_of: str | None, timezone: str) -> AsOfCut:
     """Only the rows with `ds` strictly before local midnight of `as_of`, before any check runs,
     so a run for night D never sees D or later and any past night can be replayed."""
     if as_of is None:
         return AsOfCut(frame)
     instant = as_of_instant(as_of, timezone)
+    late = rows_after_cut(frame, as_of, timezone)
     as_of = parse_run_date(as_of)
-    if "ds" not in frame.columns or not isinstance(frame["ds"].dtype, pd.DatetimeTZDtype):
-        return AsOfCut(frame, as_of, instant)  # the type checks reject it; nothing to cut by
-    late = (frame["ds"] >= instant).to_numpy()  # NaT is kept, for the null check to name it
     return AsOfCut(frame[~late].reset_index(drop=True), as_of, instant, int(late.sum()))
+
+
+# -- future rows: covariates known in advance --------------------------------------------------
+def pending_rows(frame: pd.DataFrame, config: PipelineConfig) -> np.ndarray:
+    """(rows,) bool: the rows past their series' last observed target (all rows of a series with
+    none), target empty: future covariate rows, not missing targets. None without futr_exog."""
+    needed = {"unique_id", "ds", "y"}
+    if not config.source.futr_exog or not needed <= set(frame.columns):
+        return np.zeros(len(frame), dtype=bool)
+    if not isinstance(frame["ds"].dtype, pd.DatetimeTZDtype):
+        return np.zeros(len(frame), dtype=bool)  # the type checks reject it
+    observed = frame["y"].notna()
+    last = frame["ds"].where(observed).groupby(frame["unique_id"]).transform("max")
+    after = (frame["ds"] > last) | (last.isna() & frame["ds"].notna())
+    return (after & ~observed & frame["unique_id"].notna()).to_numpy(dtype=bool)
+
+
+def future_covariate_rows(
+    frame: pd.DataFrame, config: PipelineConfig, as_of: str | None = None
+) -> pd.DataFrame:
+    """unique_id, ds and futr_exog of the rows a forecast as of `as_of` may read for its horizon:
+    rows at or after the cut (their targets and observed covariates are never read) and rows
+    before it past their series' last target. Sorted and unique by (unique_id, ds)."""
+    columns = ["unique_id", "ds", *config.source.futr_exog]
+    if not config.source.futr_exog:
+        return pd.DataFrame(columns=columns)
+    late = rows_after_cut(frame, as_of, config.source.timezone)
+    before = frame[~late].reset_index(drop=True)
+    future = pd.concat(
+        [before[pending_rows(before, config)][columns], frame[late][columns]], ignore_index=True
+    )
+    future = future.dropna(subset=["unique_id", "ds"]).sort_values(KEYS, kind="stable")
+    return future.drop_duplicates(KEYS, keep="first").reset_index(drop=True)
+
+
+def with_calendar(frame: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
+    """`frame` with the calendar features of its `ds` (features.calendar, holidays) appended."""
+    features, columns = config.features, config_calendar_columns(config)
+    if not columns:
+        return frame
+    calendar = calendar_features(
+        frame["ds"],
+        config.frequency,
+        config.source.timezone,
+        features.holidays_country,
+        features.holidays_subdivision,
+    )
+    return pd.concat([frame, calendar[columns]], axis=1)
+
+
+def stat_constant_check(frame: pd.DataFrame, config: PipelineConfig) -> CheckResult:
+    """Each stat_exog column must hold one value per series (an attribute, not a time series)."""
+    columns = [c for c in config.source.stat_exog if c in frame.columns]
+    rows: list[OffendingRow] = []
+    failing = 0
+    for column in columns:
+        counts = frame.groupby("unique_id", sort=True)[column].nunique(dropna=True)
+        changing = counts[counts > 1]
+        failing += len(changing)
+        for series in changing.index[: config.validation.max_failed_rows_shown - len(rows)]:
+            values = frame.loc[frame["unique_id"] == series, column].dropna().unique()[:3]
+            shown = ", ".join(repr(v.item() if hasattr(v, "item") else v) for v in values)
+            rows.append(OffendingRow(unique_id=str(series), value=f"{column}: {shown}"))
+    return CheckResult(
+        name="stat_exog_constant_per_series",
+        column=", ".join(columns) or None,
+        engine="pandas",
+        status="failed" if failing else "passed",
+        detail="source.stat_exog columns must hold one value per series",
+        unexpected_count=failing,
+        rows=rows,
+    )
 
 
 # -- forecast triage: series set aside rather than failing the night -------------------------
@@ -522,9 +625,11 @@ def series_value_problems(frame: pd.DataFrame, config: PipelineConfig) -> dict[s
     rules = config.validation
     ids = frame["unique_id"]
     found = []
-    for column in ["y", *config.source.covariates]:
+    for column in ["y", *config.source.numeric_exog]:
         values = frame[column].to_numpy(dtype="float64")
         found.append(_count_by_series(ids, ~np.isfinite(values), f"{column} is NaN or infinite"))
+    for column in config.source.stat_exog:
+        found.append(_count_by_series(ids, frame[column].isna().to_numpy(), f"{column} is empty"))
     y = frame["y"].to_numpy(dtype="float64")
     low = -np.inf if rules.y_min is None else rules.y_min
     high = np.inf if rules.y_max is None else rules.y_max
@@ -938,7 +1043,7 @@ def grid_checks(
             gaps_per_series=per_series,
             set_aside=set_aside,
         )
-    filled = fill_gaps(frame, gaps, grid, config.source.covariates, cutoffs)
+    filled = fill_gaps(frame, gaps, grid, config.source.exog, cutoffs)
     return GridOutcome(
         filled,
         [placed, spaced, *triage, length_check(filled, config, purpose)],
@@ -975,17 +1080,23 @@ def validate_frame(
     """The repaired frame (sorted by unique_id, ds, with a boolean `imputed` column) and its
     report; raises DataValidationError.
 
-    `as_of` (YYYY-MM-DD) first keeps only rows before that date's midnight in the source's zone.
-    `purpose="forecast"` asks only for look_back steps per series and sets a series aside (left
-    out, named in the report) when it is short, stale, has bad values or a long gap; the night
-    fails on structural problems or when more than `max_set_aside_share` of series are set aside.
+    `as_of` (YYYY-MM-DD) first keeps only rows before that date's midnight in the source's zone;
+    then rows past a series' last target (future covariate rows, with source.futr_exog) are
+    kept out. `purpose="forecast"` asks only for look_back steps per series and sets a series
+    aside (left out, named in the report) when it is short, stale, has bad values or a long gap;
+    the night fails on structural problems or when more than `max_set_aside_share` of series are
+    set aside. The calendar features are appended to the validated frame.
     """
     cut = cut_as_of(frame, as_of, config.source.timezone)
-    if all(key in cut.frame.columns for key in KEYS):
-        work, repairs = sort_and_deduplicate(cut.frame)
+    pending = pending_rows(cut.frame, config)
+    history = cut.frame[~pending].reset_index(drop=True) if pending.any() else cut.frame
+    if all(key in history.columns for key in KEYS):
+        work, repairs = sort_and_deduplicate(history)
     else:
-        work, repairs = cut.frame.reset_index(drop=True), Repairs()
+        work, repairs = history.reset_index(drop=True), Repairs()
     checks = run_expectations(work, config, purpose)
+    if config.source.stat_exog and structurally_sound(checks):
+        checks.append(stat_constant_check(work, config))
     if structurally_sound(checks):
         triaged: dict[str, str] = {}
         if purpose == "forecast":
@@ -1026,10 +1137,11 @@ def validate_frame(
         as_of=cut.as_of,
         as_of_utc=None if cut.instant is None else cut.instant.isoformat(),
         rows_after_as_of=cut.rows_dropped,
+        future_rows=int(pending.sum()),
     )
     if not report.passed:
         raise DataValidationError(report)
-    return result, report
+    return with_calendar(result, config), report
 
 
 def validation_key(
@@ -1040,7 +1152,7 @@ def validation_key(
 ) -> str:
     """Content key: the checks' config (source for its time zone), purpose, as-of date, input
     bytes, code."""
-    sections = config.digest("source", "validation", "frequency", "window", "split")
+    sections = config.digest("source", "features", "validation", "frequency", "window", "split")
     return content_key("validate", sections, purpose, as_of, ingested.sha256, code_version())
 
 
@@ -1058,6 +1170,16 @@ def validate_task(
     def compute(store: ArtifactStore) -> StepResult:
         log = run_logger()
         frame, _ = store.read_table(ingested)
+        future = None
+        if purpose == "forecast" and config.source.futr_exog:
+            future = store.write_table(
+                "validate-future",
+                key,
+                future_covariate_rows(frame, config, as_of),
+                config_hash=config.digest(),
+                inputs=[ingested],
+                extra={"as_of": as_of, "futr_exog": list(config.source.futr_exog)},
+            )
         report_key = f"validation-report-{config.name}"
         try:
             validated, report = validate_frame(frame, config, config.source.path, purpose, as_of)
@@ -1084,6 +1206,9 @@ def validate_task(
             "as_of": report.as_of,
             "as_of_utc": report.as_of_utc,
             "rows_after_as_of": report.rows_after_as_of,
+            "future_rows": report.future_rows,
+            # the futr_exog values known for the horizon (read by the predict step)
+            "future": None if future is None else future.model_dump(),
         }
 
     key = validation_key(config, ingested, purpose, as_of)

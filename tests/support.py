@@ -37,7 +37,7 @@ def small_config(source: Path, root: Path, **sections: dict) -> PipelineConfig:
                 "id_column": "series_id",
                 "time_column": "timestamp",
                 "target_column": "target",
-                "covariates": ["Cubs_Home"],
+                "hist_exog": ["Cubs_Home"],
                 "timezone": "America/Chicago",
             },
             "window": {"look_back": LOOK_BACK, "horizon": HORIZON},

@@ -50,7 +50,8 @@ def validated_frame() -> pd.DataFrame:
 def unit_config(root: Path, folds: int, **window: int) -> PipelineConfig:
     return PipelineConfig(
         name="unit",
-        source={"path": "unused.parquet", "covariates": ["c1"]},
+        source={"path": "unused.parquet", "hist_exog": ["c1"]},
+        features={"calendar": False},  # these frames skip validation, which adds the calendar
         window={"look_back": 8, "horizon": 3, **window},
         split=SPLIT.model_dump(),
         evaluation={"backtest_folds": folds},

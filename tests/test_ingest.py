@@ -40,7 +40,7 @@ def long_source(path: str | Path, **overrides) -> SourceConfig:
         "id_column": "station",
         "time_column": "date",
         "target_column": "riders",
-        "covariates": ["temp"],
+        "hist_exog": ["temp"],
     }
     return SourceConfig(**{**settings, **overrides})
 
@@ -159,7 +159,7 @@ def test_wide_layout_is_melted_with_column_names_as_series(tmp_path):
         id_column=None,
         target_column=None,
         time_column="date",
-        covariates=["temp"],
+        hist_exog=["temp"],
     )
     frame = read_source(source)
     assert list(frame.columns) == CONTRACT
@@ -174,7 +174,7 @@ def test_bundled_dataset_reads_with_its_config():
         id_column="series_id",
         time_column="timestamp",
         target_column="target",
-        covariates=["Bulls_Home"],
+        hist_exog=["Bulls_Home"],
         timezone="America/Chicago",
     )
     frame = read_source(source)

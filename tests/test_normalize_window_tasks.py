@@ -45,7 +45,8 @@ def validated_frame() -> pd.DataFrame:
 def make_config(root: Path, **window: int) -> PipelineConfig:
     return PipelineConfig(
         name="unit",
-        source={"path": "unused.parquet", "covariates": ["c1", "c2"]},
+        source={"path": "unused.parquet", "hist_exog": ["c1", "c2"]},
+        features={"calendar": False},  # these frames skip validation, which adds the calendar
         window={"look_back": 8, "horizon": 3, "stride": 1, **window},
         storage={"root": str(root)},
     )
@@ -135,6 +136,7 @@ def test_uneven_series_starts_share_the_calendar_cutoffs(tmp_path: Path) -> None
     config = PipelineConfig(
         name="unit",
         source={"path": "unused.parquet"},
+        features={"calendar": False},  # a frame built here, not validated: no calendar columns
         window={"look_back": 7, "horizon": 3},
         storage={"root": str(tmp_path)},
     )
@@ -159,7 +161,12 @@ def test_a_series_starting_after_the_train_cutoff_is_left_out(tmp_path: Path) ->
     )
     late["y"] = 1.0
     frame = pd.concat([frame, late], ignore_index=True).sort_values(["unique_id", "ds"])
-    config = PipelineConfig(name="unit", source={"path": "x.parquet"}, window={"look_back": 7})
+    config = PipelineConfig(
+        name="unit",
+        source={"path": "x.parquet"},
+        features={"calendar": False},  # a frame built here, not validated: no calendar columns
+        window={"look_back": 7},
+    )
     normalized, scaler = normalize(frame.reset_index(drop=True), config)
     assert scaler.series == ("new", "old")
     assert "late" not in set(normalized["unique_id"])

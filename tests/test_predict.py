@@ -26,6 +26,7 @@ from tasks.predict import (
     future_grid,
     predict_frame,
     predict_task,
+    series_ends,
     serving_forecaster,
     summary_markdown,
 )
@@ -93,8 +94,11 @@ def test_forecast_values_are_in_original_units() -> None:
 def test_unknown_and_short_series_are_skipped_with_reasons() -> None:
     scaler = fit_scaler(frame({"a": 20, "b": 20}), ["y"], "standard")
     model = ScaledModelForecaster(LastScaledValue(2), scaler, ["y"], look_back=10, horizon=2)
-    ids, ends, skipped = forecastable(frame({"a": 20, "b": 5, "c": 30}), model)
-    assert ids.tolist() == ["a"] and ends.tolist() == [20]
+    history = frame({"a": 20, "b": 5, "c": 30})
+    ids, ends = series_ends(history)
+    lengths = np.diff(np.concatenate(([0], ends)))
+    supported, skipped = forecastable(history, model, ids, ends, lengths)
+    assert ids[supported].tolist() == ["a"] and ends[supported].tolist() == [20]
     assert skipped == {
         "b": "only 5 rows; the model needs 10",
         "c": "not in the champion's training data (retrain to include it)",

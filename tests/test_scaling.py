@@ -42,7 +42,8 @@ def random_series(seed: int, n_series: int = 5) -> pd.DataFrame:
 
 def config_for(method: str = "standard") -> PipelineConfig:
     return PipelineConfig(
-        source=SourceConfig(path="unused.parquet", covariates=["c1", "c2"]),
+        source=SourceConfig(path="unused.parquet", hist_exog=["c1", "c2"]),
+        features={"calendar": False},  # these frames skip validation, which adds the calendar
         scaling={"method": method},
     )
 

@@ -11,7 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.config import PipelineConfig, SourceConfig, StorageConfig, ValidationConfig, WindowConfig
+from tasks.config import (
+    FeaturesConfig,
+    PipelineConfig,
+    SourceConfig,
+    StorageConfig,
+    ValidationConfig,
+    WindowConfig,
+)
 from tasks.ingest import read_source
 from tasks.storage import ArtifactStore
 from tasks.validate import (
@@ -58,7 +65,8 @@ def make_config(
     return PipelineConfig(
         name="test",
         frequency="D",
-        source=SourceConfig(path=SOURCE, covariates=["temp"], timezone=timezone),
+        source=SourceConfig(path=SOURCE, hist_exog=["temp"], timezone=timezone),
+        features=FeaturesConfig(calendar=False),  # test_covariates.py covers the calendar
         validation=ValidationConfig(**validation),
         window=WindowConfig(look_back=4, horizon=2),
         storage=StorageConfig(root=str((tmp_path or Path("/nonexistent")) / "store")),
@@ -132,7 +140,7 @@ def test_bundled_dataset_slice_validates_cleanly():
         id_column="series_id",
         time_column="timestamp",
         target_column="target",
-        covariates=["Bulls_Home", "Cubs_Home"],
+        hist_exog=["Bulls_Home", "Cubs_Home"],
         timezone="America/Chicago",
     )
     frame = read_source(source)
