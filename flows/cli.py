@@ -152,6 +152,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     )
     print(study_text(table))
     print(f"\nBest: trial {summary.best_trial}, validation MASE {summary.best_validation_mase:.4f}")
+    if summary.seasonal_naive_mase is not None:
+        print(f"Seasonal naive on the validation windows: {summary.seasonal_naive_mase:.4f}")
     print(f"Best configuration written to {summary.config_uri}")
     print(f"Study table: {summary.table.uri}")
     print(f"Optimization history plot: {summary.plot_uri}")

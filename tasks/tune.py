@@ -33,7 +33,7 @@ import pandas as pd
 from prefect.cache_policies import NONE
 from pydantic import BaseModel
 
-from lstm_model.forecasters import Forecaster, ScaledModelForecaster, actuals
+from lstm_model.forecasters import Forecaster, ScaledModelForecaster, SeasonalNaive, actuals
 from lstm_model.metrics import OVERALL, metrics_table
 from tasks.config import PipelineConfig, _merge
 from tasks.evaluate import EvaluationData, evaluation_data
@@ -250,6 +250,16 @@ def load_tuning_data(store: ArtifactStore, windows: ArtifactRef, season: int) ->
     return TuningData(windows=data, validation=validation)
 
 
+def seasonal_naive_mase(data: TuningData, season: int) -> float | None:
+    """The seasonal-naive forecast's validation MASE: the bar a trial should clear (None when
+    it supports no validation window)."""
+    naive = SeasonalNaive(horizon=data.windows.spec.horizon, season=season)
+    try:
+        return score_validation(data.validation, naive)
+    except TuneError:
+        return None
+
+
 # -- the study ------------------------------------------------------------------------------
 class TrialRecord(BaseModel):
     """One trial as the study table shows it."""
@@ -456,7 +466,12 @@ def history_plot(records: Sequence[TrialRecord], title: str) -> bytes:
 
 
 def study_markdown(
-    plan: StudyPlan, table: pd.DataFrame, best: TrialRecord, config_uri: str, plot_uri: str
+    plan: StudyPlan,
+    table: pd.DataFrame,
+    best: TrialRecord,
+    config_uri: str,
+    plot_uri: str,
+    reference: float | None = None,
 ) -> str:
     """The study for the Prefect UI: the best trial, where its config is, and every trial."""
     lines = [
@@ -464,6 +479,10 @@ def study_markdown(
         "",
         f"Best validation MASE **{best.validation_mase:.4f}** (trial {best.number} of "
         f"{len(table)}; limits: {plan.trials} trials, {plan.time_budget_s:g} s).",
+    ]
+    if reference is not None:
+        lines.append(f"Seasonal naive on the base config's validation windows: {reference:.4f}.")
+    lines += [
         "",
         f"Best configuration: `{config_uri}`",
         f"Optimization history plot: `{plot_uri}`",
@@ -617,6 +636,7 @@ class TuneSummary(BaseModel):
     config_uri: str  # the best configuration (`out`, or the store's reports/tune/)
     table: ArtifactRef  # the study table artifact
     plot_uri: str
+    seasonal_naive_mase: float | None = None  # on the base config's validation windows
 
 
 @pipeline_task("tune-normalized")
@@ -653,6 +673,8 @@ def tune_report_task(
     and the history plot; publish a table and a markdown artifact."""
     store = store_for(config)
     best, text = best_config_text(config, plan, records)
+    season = config.evaluation.season_length
+    reference = seasonal_naive_mase(load_tuning_data(store, windows, season), season)
     if out is not None:
         config_uri = str(write_local_text(out, text))
     else:
@@ -671,6 +693,7 @@ def tune_report_task(
         "trials_limit": plan.trials,
         "time_budget_s": plan.time_budget_s,
         "seed": plan.seed,
+        "seasonal_naive_mase": reference,
     }
     ref = store.write_table(
         "tune", plan.name, table, config_hash=config.digest(), inputs=[windows], extra=summary
@@ -682,7 +705,7 @@ def tune_report_task(
     )
     publish_markdown(
         f"tune-report-{config.name}",
-        study_markdown(plan, table, best, config_uri, plot_uri),
+        study_markdown(plan, table, best, config_uri, plot_uri, reference),
         "Tuning study",
     )
     completed = int((table["state"] == "COMPLETE").sum())
@@ -704,4 +727,5 @@ def tune_report_task(
         config_uri=config_uri,
         table=ref,
         plot_uri=plot_uri,
+        seasonal_naive_mase=reference,
     )

@@ -3,6 +3,8 @@ score, the best-config TOML writer, and the real command on tiny data."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 import time
 import tomllib
@@ -360,5 +362,27 @@ def test_forecast_tune_writes_the_best_trial_as_a_valid_config(tmp_path: Path, c
     assert any(re.match(r"# date: \d{4}-\d\d-\d\dT", line) for line in header)
     assert meta["best_validation_mase"] == float(recorded)
     assert meta["best_config"] == str(out)
+    assert meta["seasonal_naive_mase"] > 0 and "Seasonal naive on the validation" in printed
     png = Path(meta["plot"]).read_bytes()
     assert png.startswith(b"\x89PNG") and "/reports/tune/" in meta["plot"]
+    published = prefect_artifacts(["tune-tunetest", "tune-report-tunetest"])
+    assert published["tune-tunetest"].type == "table"
+    rows = published["tune-tunetest"].data
+    assert len(json.loads(rows) if isinstance(rows, str) else rows) == 3
+    assert published["tune-report-tunetest"].type == "markdown"
+    assert f"**{float(recorded):.4f}**" in published["tune-report-tunetest"].data
+    assert str(out) in published["tune-report-tunetest"].data
+
+
+def prefect_artifacts(keys: list[str]) -> dict:
+    """The latest Prefect artifact of each key, read back from the API."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async def read() -> list:
+        async with get_client() as client:
+            return await client.read_latest_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys))
+            )
+
+    return {artifact.key: artifact for artifact in asyncio.run(read())}
