@@ -138,10 +138,11 @@ def cmd_gc(args: argparse.Namespace) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     from flows.tune import tuning_flow
     from tasks.runtime import store_for
-    from tasks.tune import TuneError, study_text
+    from tasks.tune import TuneError, study_plan, study_text
 
     config = _load(args)
     try:
+        study_plan(config, args.trials, args.time_budget)  # a bad limit or space fails at once
         summary = tuning_flow(config, args.trials, args.time_budget, args.out, args.date)
     except TuneError as err:
         print(f"\nforecast tune failed: {err}", file=sys.stderr)

@@ -38,7 +38,7 @@ from tasks.tune import (
     trial_config,
     tuned_config,
 )
-from tests.support import write_small_source
+from tests.support import REPO, write_small_source
 
 # Until the model core implements them, a trained model must not use the new defaults
 # (pinball loss, window normalization, seasonal-naive reference, ensembles, refit).
@@ -273,6 +273,25 @@ def test_load_config_refuses_a_tune_section_with_unknown_keys(tmp_path: Path) ->
     path.write_text('[source]\npath = "x.parquet"\n[tune]\ntrails = 3\n')
     with pytest.raises(ConfigError, match="tune.trails"):
         load_config(path, environ={})
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--trials", "0"], "the trial count must be at least 1, got 0"),
+        (["--time-budget", "-5"], "the time budget must be above 0 seconds, got -5.0"),
+    ],
+)
+def test_forecast_tune_refuses_bad_limits_before_preparing_any_data(
+    option: list[str], message: str, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    from flows.cli import main
+
+    monkeypatch.setenv("FORECAST__STORAGE__ROOT", str(tmp_path / "store"))
+    code = main(["tune", "--config", str(REPO / "configs" / "chicago.toml"), *option])
+    assert code == 1
+    assert capsys.readouterr().err.strip() == f"forecast tune failed: {message}"
+    assert not (tmp_path / "store").exists()  # no flow ran
 
 
 # -- the real command on tiny data ----------------------------------------------------------
