@@ -9,6 +9,8 @@
     forecast show    [--config F]            the latest forecast and the champion's metrics
     forecast serve   [--config F]            serve the scheduled deployments from this process
     forecast gc      [--config F] [--dry-run] remove what is older than storage.retention_days
+    forecast tune    [--config F] [--trials N] [--time-budget S] [--out FILE]
+                                             hyperparameter search on validation MASE
 
 Heavy libraries (Prefect, TensorFlow, Great Expectations) are imported inside the commands, so
 `forecast --help` answers at once.
@@ -133,6 +135,32 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from flows.tune import tuning_flow
+    from tasks.runtime import store_for
+    from tasks.tune import TuneError, study_plan, study_text
+
+    config = _load(args)
+    try:
+        study_plan(config, args.trials, args.time_budget)  # a bad limit or space fails at once
+        summary = tuning_flow(config, args.trials, args.time_budget, args.out, args.date)
+    except TuneError as err:
+        print(f"\nforecast tune failed: {err}", file=sys.stderr)
+        return 1
+    table, _ = store_for(config).read_table(summary.table)
+    print(
+        f"\nTuning study {summary.study}: {summary.completed} of {summary.trials} trials complete"
+    )
+    print(study_text(table))
+    print(f"\nBest: trial {summary.best_trial}, validation MASE {summary.best_validation_mase:.4f}")
+    if summary.seasonal_naive_mase is not None:
+        print(f"Seasonal naive on the validation windows: {summary.seasonal_naive_mase:.4f}")
+    print(f"Best configuration written to {summary.config_uri}")
+    print(f"Study table: {summary.table.uri}")
+    print(f"Optimization history plot: {summary.plot_uri}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="forecast", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -162,6 +190,23 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--config", default=DEFAULT_CONFIG, help="TOML or YAML config file")
     gc.add_argument("--dry-run", action="store_true", help="print what would go; remove nothing")
     gc.set_defaults(handler=cmd_gc, date=None)
+    tune = commands.add_parser(
+        "tune", help="search hyperparameters on validation MASE; write the best config"
+    )
+    tune.add_argument("--config", default=DEFAULT_CONFIG, help="TOML or YAML config file")
+    tune.add_argument("--date", default=None, help="run date YYYY-MM-DD (default: today)")
+    tune.add_argument("--trials", type=int, default=None, help="trials at most (tune.trials)")
+    tune.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds after which no trial starts (tune.time_budget_s)",
+    )
+    tune.add_argument(
+        "--out", default=None, help="best config file (default: the store's reports/tune/)"
+    )
+    tune.set_defaults(handler=cmd_tune)
     return parser
 
 

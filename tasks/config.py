@@ -511,6 +511,70 @@ class ScheduleConfig(_Section):
     timezone: str = "UTC"
 
 
+TuneLoss = Literal["mse", "mae", "huber"]
+"""Losses `forecast tune` may try. TODO(lead, at merge): add "pinball" here and to TuneConfig.loss's
+default once the model core trains it (model.loss = "pinball" is not implemented yet)."""
+
+
+class TuneConfig(_Section):
+    """`forecast tune`: the hyperparameter search (see docs/tuning.md).
+
+    Ranges are [low, high] (inclusive; low = high fixes the value), lists are the choices tried.
+    """
+
+    trials: int = Field(20, ge=1, description="Trials at most.")
+    time_budget_s: float = Field(
+        3600.0,
+        gt=0,
+        description="No trial starts after this many seconds of search; running trials finish.",
+    )
+    seed: int = Field(0, description="Seed of the sampler (Optuna's TPE).")
+    max_workers: int = Field(
+        2, ge=1, description="Trials run at once (threads of the flow's ThreadPoolTaskRunner)."
+    )
+    look_back: list[Annotated[int, Field(ge=1)]] | None = Field(
+        None,
+        min_length=1,
+        description="look_back values tried (each gets its own window artifact); default: half, "
+        "once and twice window.look_back.",
+    )
+    units: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [16, 128],
+        min_length=2,
+        max_length=2,
+        description="[low, high] LSTM units per layer (log scale).",
+    )
+    layers: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [1, 2],
+        min_length=2,
+        max_length=2,
+        description="[low, high] stacked LSTM layers (more than 1: model.preset 'custom').",
+    )
+    dropout: list[Annotated[float, Field(ge=0, lt=1)]] = Field(
+        default_factory=lambda: [0.0, 0.3], min_length=2, max_length=2, description="[low, high]."
+    )
+    learning_rate: list[Annotated[float, Field(gt=0)]] = Field(
+        default_factory=lambda: [3e-4, 1e-2],
+        min_length=2,
+        max_length=2,
+        description="[low, high] (log scale).",
+    )
+    batch_size: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [64, 128, 256, 512], min_length=1, description="Choices."
+    )
+    loss: list[TuneLoss] = Field(
+        default_factory=lambda: ["mse", "mae", "huber"], min_length=1, description="Choices."
+    )
+
+    @model_validator(mode="after")
+    def _ranges_are_ordered(self) -> TuneConfig:
+        for name in ("units", "layers", "dropout", "learning_rate"):
+            low, high = getattr(self, name)
+            if low > high:
+                raise ValueError(f"tune.{name} = [{low}, {high}]: low must not exceed high")
+        return self
+
+
 class PipelineConfig(_Section):
     """A whole pipeline: data, checks, windows, model, training, gates and storage."""
 
@@ -532,6 +596,7 @@ class PipelineConfig(_Section):
     forecast: ForecastConfig = ForecastConfig()
     storage: StorageConfig = StorageConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    tune: TuneConfig = TuneConfig()
 
     @model_validator(mode="before")
     @classmethod
