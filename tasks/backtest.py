@@ -33,10 +33,13 @@ from tasks.normalize import (
     SplitCutoffs,
     assign_splits,
     check_sorted,
+    encode_stat,
     feature_columns,
+    feature_roles,
     normalize,
     observed_ds,
     split_cutoffs,
+    stat_feature_names,
 )
 from tasks.runtime import (
     StepResult,
@@ -149,7 +152,8 @@ def prepare_fold(frame: pd.DataFrame, fold: int, config: PipelineConfig) -> Fold
 
 def fold_windows(fold: Fold, config: PipelineConfig) -> WindowedData:
     """What training reads for one fold: scaled rows and the windows of each split."""
-    features = feature_columns(config)
+    stat_features = stat_feature_names(fold.frame, config)
+    features = feature_columns(config, stat_features)
     by_split = {name: fold.windows[fold.windows["split"] == name] for name in SPLITS}
     return WindowedData(
         values=np.ascontiguousarray(fold.normalized[features].to_numpy(dtype=np.float32)),
@@ -159,6 +163,7 @@ def fold_windows(fold: Fold, config: PipelineConfig) -> WindowedData:
         features=features,
         scaler=fold.scaler,
         ds=utc_datetimes(fold.normalized["ds"]),
+        feature_roles=feature_roles(config, stat_features),
     )
 
 
@@ -196,9 +201,8 @@ def backtest_fold(
     data = fold_windows(prepared, config)
     trained = train_model(data, config, backup_dir, refit=False)
     spec, season = data.spec, config.evaluation.season_length
-    test = evaluation_data(
-        prepared.frame, prepared.normalized, data.starts["test"], spec.look_back, season
-    )
+    rows, _ = encode_stat(prepared.frame, config.source.stat_exog, data.features)
+    test = evaluation_data(rows, prepared.normalized, data.starts["test"], spec.look_back, season)
     challenger = model_forecaster(
         trained.scored, data.scaler, input_features(config, data.features), trained.spec
     )

@@ -511,9 +511,8 @@ class ScheduleConfig(_Section):
     timezone: str = "UTC"
 
 
-TuneLoss = Literal["mse", "mae", "huber"]
-"""Losses `forecast tune` may try. TODO(lead, at merge): add "pinball" here and to TuneConfig.loss's
-default once the model core trains it (model.loss = "pinball" is not implemented yet)."""
+TuneLoss = Literal["pinball", "mse", "mae", "huber"]
+"""Losses `forecast tune` may try (pinball: quantiles, scored on their median)."""
 
 
 class TuneConfig(_Section):
@@ -563,7 +562,7 @@ class TuneConfig(_Section):
         default_factory=lambda: [64, 128, 256, 512], min_length=1, description="Choices."
     )
     loss: list[TuneLoss] = Field(
-        default_factory=lambda: ["mse", "mae", "huber"], min_length=1, description="Choices."
+        default_factory=lambda: ["pinball", "mae", "mse"], min_length=1, description="Choices."
     )
 
     @model_validator(mode="after")

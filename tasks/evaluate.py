@@ -55,7 +55,7 @@ from lstm_model.statistical import (
     forecast_within_budget,
 )
 from tasks.config import PipelineConfig
-from tasks.normalize import load_normalized
+from tasks.normalize import encode_stat, load_normalized
 from tasks.registry import ModelRegistry, model_from_bytes
 from tasks.runtime import (
     ARTIFACT_CACHE,
@@ -516,14 +516,20 @@ def load_trained_model(store: ArtifactStore, trained: ArtifactRef) -> tuple[obje
 
 
 def load_evaluation(
-    store: ArtifactStore, windows: ArtifactRef, trained: ArtifactRef, season: int
+    store: ArtifactStore,
+    windows: ArtifactRef,
+    trained: ArtifactRef,
+    season: int,
+    stat_exog: Sequence[str] = (),
 ) -> tuple[EvaluationData, ScaledModelForecaster]:
-    """The test windows in original units and the trained model as a forecaster."""
+    """The test windows in original units and the trained model as a forecaster (`stat_exog`:
+    the raw per-series columns whose one-hot features the model reads)."""
     index, window_meta = store.read_table(windows)
     normalized_ref = ArtifactRef(**window_meta["inputs"][0])
-    normalized, scaler, _ = load_normalized(store, normalized_ref)
+    normalized, scaler, features = load_normalized(store, normalized_ref)
     _, normalized_meta = store.read_table(normalized_ref)
     validated, _ = store.read_table(ArtifactRef(**normalized_meta["inputs"][0]))
+    validated, _ = encode_stat(validated, stat_exog, features)
     look_back, horizon = int(window_meta["look_back"]), int(window_meta["horizon"])
     starts = index.loc[index["split"] == "test", "start"].to_numpy(dtype=np.int64)
     data = evaluation_data(validated, normalized, starts, look_back, season)
@@ -559,7 +565,7 @@ def evaluate_models(
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray], ChampionComparison, EvaluationData, BaselineSample]:
     """Load what the evaluation needs and score challenger, baselines and champion."""
     season = config.evaluation.season_length
-    data, challenger = load_evaluation(store, windows, trained, season)
+    data, challenger = load_evaluation(store, windows, trained, season, config.source.stat_exog)
     registry = ModelRegistry(store, config.name)
     # The champion's model fitted before its own cutoffs: its served model may have been refit
     # on rows that are test windows now, which would flatter it against the challenger.

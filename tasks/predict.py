@@ -398,6 +398,7 @@ def serving_forecaster(
         config.evaluation.season_length,
         config.evaluation.baseline_max_history,
         config.evaluation.baseline_n_jobs,
+        config.model.forecast_quantiles,  # the statsforecast ones fill the quantile columns
     )
     return fallback, fallback_version(name), True
 

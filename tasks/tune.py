@@ -33,7 +33,7 @@ import pandas as pd
 from prefect.cache_policies import NONE
 from pydantic import BaseModel
 
-from lstm_model.forecasters import Forecaster, ScaledModelForecaster, SeasonalNaive, actuals
+from lstm_model.forecasters import Forecaster, SeasonalNaive, actuals, model_forecaster
 from lstm_model.metrics import OVERALL, metrics_table
 from tasks.config import PipelineConfig, _merge
 from tasks.evaluate import EvaluationData, evaluation_data
@@ -214,16 +214,10 @@ def validation_mase(data: TuningData, config: PipelineConfig) -> float:
     """
     from tasks.train import input_features, train_model
 
-    # TODO(lead, at merge): follow the new recipe here: train_model's new return value, and the
-    # forecaster it serves (quantile outputs: score the median, as `predict` gives it).
     windows = data.windows
-    model, _ = train_model(windows, config, backup_dir=None)
-    forecaster = ScaledModelForecaster(
-        model,
-        windows.scaler,
-        input_features(config, windows.features),
-        windows.spec.look_back,
-        windows.spec.horizon,
+    trained = train_model(windows, config, backup_dir=None, refit=False)
+    forecaster = model_forecaster(
+        trained.scored, windows.scaler, input_features(config, windows.features), trained.spec
     )
     return score_validation(data.validation, forecaster)
 
