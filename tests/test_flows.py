@@ -69,7 +69,14 @@ def test_training_registers_a_champion_with_metrics_against_baselines(trained) -
     assert set(SERIES) <= set(metrics["unique_id"])
     meta = registry.load(version).metadata
     assert meta["look_back"] == LOOK_BACK and meta["horizon"] == HORIZON
-    assert meta["input_features"] == ["y", "Cubs_Home"]
+    # The calendar (on by default) is known in advance: read over the horizon, unlike Cubs_Home.
+    calendar = ["cal_dow_sin", "cal_dow_cos", "cal_doy_sin", "cal_doy_cos"]
+    assert meta["input_features"] == ["y", "Cubs_Home", *calendar]
+    assert meta["future_features"] == calendar
+    assert meta["quantiles"] == [0.1, 0.5, 0.9] and meta["ensemble_size"] == 3
+    # Refit: the served model and the pre-cutoff model the gate scores it with are both kept.
+    assert {"model.keras", "evaluation_model.keras"} <= set(meta["files"])
+    assert meta["refit_epochs"] >= 1
 
 
 def test_forecast_has_one_row_per_series_and_step_on_the_future_grid(trained) -> None:
