@@ -21,6 +21,7 @@ Keras is imported inside the functions so that importing this module stays cheap
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -237,6 +238,43 @@ def serving_model(model: keras.Model, spec: ModelSpec) -> keras.Model:
 
     median = layers.MemberMedian(name="forecast")(model.outputs[0])
     return keras.Model(model.inputs, median, name=f"{model.name}_median")
+
+
+def calibration_factors(
+    actual: np.ndarray, forecasts: np.ndarray, quantiles: Sequence[float]
+) -> np.ndarray:
+    """(Q,) factors that stretch each quantile's distance from the median so that, on these
+    windows, a share q of the actuals lies at or below quantile q (the median's factor is 1).
+
+    `actual` is (n, horizon), `forecasts` (n, horizon, Q). Ratios of distances do not depend on
+    a window's level or scale, so scaled and original units give the same factors. A quantile
+    with no usable distance (all equal to the median) keeps factor 1; factors are never negative,
+    so no quantile crosses the median.
+    """
+    quantiles = list(quantiles)
+    middle = quantiles.index(0.5)
+    median = forecasts[:, :, middle]
+    factors = np.ones(len(quantiles))
+    for k, q in enumerate(quantiles):
+        distance = forecasts[:, :, k] - median
+        usable = np.isfinite(actual) & (np.abs(distance) > 1e-12)
+        if k == middle or not usable.any():
+            continue
+        ratio = (actual[usable] - median[usable]) / distance[usable]
+        # above the median y <= m + f d holds when ratio <= f; below it, when ratio >= f
+        level = q if q > 0.5 else 1.0 - q
+        factors[k] = max(float(np.quantile(ratio, level)), 0.0)
+    return factors
+
+
+def calibrated(model: keras.Model, spec: ModelSpec, factors: Sequence[float]) -> keras.Model:
+    """The serving `model` with its quantiles stretched by `factors` (see calibration_factors)."""
+    import keras
+
+    from lstm_model import layers
+
+    layer = layers.QuantileCalibration(spec.quantiles.index(0.5), factors, name="calibration")
+    return keras.Model(model.inputs, layer(model.outputs[0]), name=f"{model.name}_calibrated")
 
 
 def _encoder(

@@ -367,6 +367,11 @@ class ModelConfig(_Section):
         default_factory=lambda: [0.1, 0.5, 0.9],
         description="Quantiles forecast with loss = pinball; must include the median 0.5.",
     )
+    calibrate_quantiles: bool = Field(
+        True,
+        description="Stretch each quantile's distance from the median so that its coverage on "
+        "the validation windows is nominal (the same factors serve the refit model).",
+    )
     normalization: Literal["window", "series"] = Field(
         "window",
         description="window: each input window's target is scaled by its own mean and spread "
@@ -411,7 +416,10 @@ class TrainingConfig(_Section):
     patience: int = Field(3, ge=0)
     seed: int = 42
     max_train_windows: int | None = Field(
-        None, ge=1, description="Cap on training windows per epoch (evenly spaced), for speed."
+        None,
+        ge=1,
+        description="Cap on training windows per epoch, and on the validation windows scored "
+        "after each epoch (both evenly spaced over series and time), for speed.",
     )
 
 

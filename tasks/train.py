@@ -92,6 +92,7 @@ class TrainedModels:
     spec: ModelSpec
     history: pd.DataFrame  # one row per epoch, with a `phase`: "fit" or "refit"
     refit_epochs: int | None
+    calibration: np.ndarray | None = None  # per-quantile factors from the validation windows
 
     @property
     def refit(self) -> bool:
@@ -112,7 +113,7 @@ def train_model(
     ever used to choose anything. `on_epoch(phase, epoch, epochs, logs)` follows both fits;
     `refit` overrides training.refit (a backtest fold needs only the scored model).
     """
-    from lstm_model.models import build_model, serving_model
+    from lstm_model.models import build_model, calibrated, calibration_factors, serving_model
     from lstm_model.training import WindowDataset, fit
 
     inputs = input_features(config, data.features)
@@ -152,12 +153,17 @@ def train_model(
         )
         return serving_model(model, spec), history.to_frame().assign(phase=phase), history
 
-    validation = dataset(data.starts["validation"], False, max(training.batch_size, 1024))
+    validation_starts = evenly_spaced(data.starts["validation"], training.max_train_windows)
+    validation = dataset(validation_starts, False, max(training.batch_size, 1024))
     scored, table, history = run(
         "fit", data.starts["train"], validation, training.epochs, backup_dir
     )
+    factors = None
+    if spec.quantiles and config.model.calibrate_quantiles:
+        factors = calibration_factors(*_predictions(scored, validation), spec.quantiles)
+        scored = calibrated(scored, spec, factors)
     if not (training.refit if refit is None else refit):
-        return TrainedModels(scored, scored, spec, table, None)
+        return TrainedModels(scored, scored, spec, table, None, factors)
     refit_epochs = (history.best_epoch if history.best_epoch is not None else 0) + 1
     served, refit_table, _ = run(
         "refit",
@@ -166,9 +172,20 @@ def train_model(
         refit_epochs,
         f"{backup_dir}-refit" if backup_dir else None,
     )
-    return TrainedModels(
-        scored, served, spec, pd.concat([table, refit_table], ignore_index=True), refit_epochs
-    )
+    if factors is not None:  # measured on held-out windows, which the refit has now seen
+        served = calibrated(served, spec, factors)
+    history_table = pd.concat([table, refit_table], ignore_index=True)
+    return TrainedModels(scored, served, spec, history_table, refit_epochs, factors)
+
+
+def _predictions(model: Any, windows: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Actual targets (n, horizon) and the model's outputs for every batch of `windows`."""
+    actual, outputs = [], []
+    for index in range(len(windows)):
+        inputs, targets = windows[index]
+        actual.append(targets)
+        outputs.append(model.predict(inputs, batch_size=len(inputs), verbose=0))
+    return np.concatenate(actual), np.concatenate(outputs)
 
 
 def backup_folder(store: ArtifactStore, key: str) -> str:
@@ -231,6 +248,7 @@ def train_task(config: PipelineConfig, windows: ArtifactRef) -> ArtifactRef:
             "quantiles": list(spec.quantiles),
             "ensemble_size": spec.ensemble_size,
             "refit_epochs": trained.refit_epochs,
+            "calibration": None if trained.calibration is None else trained.calibration.tolist(),
             "look_back": data.spec.look_back,
             "horizon": data.spec.horizon,
             "seconds": seconds,

@@ -13,7 +13,13 @@ import pytest
 
 from lstm_model.baselines import seasonal_naive_forecast
 from lstm_model.forecasters import ScaledModelForecaster, SeasonalNaive, model_forecaster
-from lstm_model.models import ModelSpec, build_model, serving_model
+from lstm_model.models import (
+    ModelSpec,
+    build_model,
+    calibrated,
+    calibration_factors,
+    serving_model,
+)
 from lstm_model.scaling import fit_scaler
 from lstm_model.serialization import load_model, save_model
 
@@ -264,3 +270,52 @@ def test_an_ensemble_trains_its_members_separately_and_serves_their_median() -> 
 def test_bad_recipe_specs_are_refused(fields: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         ModelSpec(n_features=3, **fields)
+
+
+def test_calibration_factors_make_held_out_coverage_nominal() -> None:
+    """Intervals half as wide as they should be get stretched back: after calibration, a share
+    q of the actuals lies at or below quantile q (on the windows measured), whatever each
+    window's level and scale."""
+    rng = np.random.default_rng(0)
+    n, horizon = 4000, 3
+    level = rng.uniform(-50, 500, size=(n, 1))
+    scale = rng.uniform(0.5, 20, size=(n, 1))
+    actual = level + scale * rng.normal(size=(n, horizon))
+    z90 = 1.2815515655446004  # the standard normal's 0.9 quantile
+    too_narrow = np.stack(
+        [level - 0.5 * z90 * scale, level, level + 0.5 * z90 * scale], axis=2
+    ) * np.ones((1, horizon, 1))
+    factors = calibration_factors(actual, too_narrow, QUANTILES)
+    assert factors[1] == 1.0
+    np.testing.assert_allclose(factors[[0, 2]], 2.0, rtol=0.08)
+    median = too_narrow[:, :, 1:2]
+    fixed = median + (too_narrow - median) * factors
+    for k, q in enumerate(QUANTILES):
+        assert abs(np.mean(actual <= fixed[:, :, k]) - q) < 0.005
+    # A quantile that collapsed onto the median keeps factor 1 instead of dividing by zero.
+    flat = np.repeat(level[:, :, None], 3, axis=2) * np.ones((1, horizon, 1))
+    assert calibration_factors(actual, flat, QUANTILES).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_a_calibrated_model_scales_around_the_median_and_never_crosses() -> None:
+    spec = ModelSpec(
+        "multivariate",
+        LOOK_BACK,
+        HORIZON,
+        1,
+        units=(4,),
+        normalization="window",
+        loss="pinball",
+        quantiles=QUANTILES,
+    )
+    model = build_model(spec, seed=0)
+    inputs = windows(features=1)
+    raw = model.predict(inputs, verbose=0)
+    stretched = calibrated(model, spec, [2.5, 1.0, 0.0]).predict(inputs, verbose=0)
+    median = raw[:, :, 1:2]
+    np.testing.assert_allclose(stretched[:, :, 1], raw[:, :, 1])
+    np.testing.assert_allclose(
+        stretched[:, :, 0], (median + 2.5 * (raw - median))[:, :, 0], rtol=1e-5
+    )
+    np.testing.assert_allclose(stretched[:, :, 2], raw[:, :, 1])  # factor 0: onto the median
+    assert np.all(np.diff(stretched, axis=2) >= 0)
