@@ -579,10 +579,9 @@ def fit_nhits(panel: Panel, train: pd.DataFrame, max_steps: int, max_seconds: fl
     """A NeuralForecast holding one NHITS fitted on `train` (naive local times)."""
     from neuralforecast import NeuralForecast
 
-    forecaster = NeuralForecast(
-        models=[nhits_model(panel, max_steps, max_seconds)], freq=panel.frequency
-    )
     with quiet_lightning():
+        model = nhits_model(panel, max_steps, max_seconds)
+        forecaster = NeuralForecast(models=[model], freq=panel.frequency)
         forecaster.fit(df=train, val_size=0)
     return forecaster
 
