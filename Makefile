@@ -15,7 +15,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 # The embedded Prefect server gives up after 20 s by default, too short on a busy machine.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 300
 
-.PHONY: run test lint bench server clean mutation
+.PHONY: run test lint bench bench-accuracy server clean mutation
 
 # The stamp depends on pyproject.toml, so changing dependencies reinstalls; otherwise reuse the venv.
 $(BIN)/.installed: pyproject.toml
@@ -38,6 +38,17 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_windowing.py
 	$(BIN)/python benchmarks/bench_training.py
 	$(BIN)/python benchmarks/bench_nightly.py
+
+# Accuracy against statsforecast's baselines and NeuralForecast's NHITS (the `bench` extra: torch,
+# neuralforecast; its own stamp, so `make run` and `make test` never install them). Long: see the
+# script's docstring. BENCH_ARGS='--quick' is a smoke run; '--panels chicago' skips M3.
+BENCH_ARGS ?=
+$(BIN)/.installed-bench: pyproject.toml $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+bench-accuracy: $(BIN)/.installed-bench
+	$(BIN)/python benchmarks/bench_accuracy.py $(BENCH_ARGS)
 
 # The Prefect server with its UI, in the foreground (Ctrl-C stops it); SQLite under PREFECT_HOME.
 # Then, in another terminal, send the demo's runs to it (docs/production.md):
