@@ -71,12 +71,21 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from lstm_model.forecasters import Forecaster, ScaledModelForecaster, forecast_quantiles_of  # noqa: E402
+from lstm_model.forecasters import Forecaster, forecast_quantiles_of, model_forecaster  # noqa: E402
 from lstm_model.metrics import OVERALL, metrics_table, seasonal_naive_scales  # noqa: E402
 from tasks.config import PipelineConfig, load_config  # noqa: E402
 from tasks.ingest import read_source  # noqa: E402
-from tasks.normalize import SplitCutoffs, check_sorted, feature_columns, normalize, observed_ds  # noqa: E402
+from tasks.normalize import (  # noqa: E402
+    SplitCutoffs,
+    check_sorted,
+    feature_columns,
+    feature_roles,
+    normalize,
+    observed_ds,
+    stat_feature_names,
+)
 from tasks.train import input_features, train_model  # noqa: E402
+from tasks.validate import with_calendar  # noqa: E402
 from tasks.window import (  # noqa: E402
     WindowedData,
     require_training_windows,
@@ -116,27 +125,20 @@ STATSFORECAST = {
 LSTM_MODELS = ("lstm", "lstm_single")
 ALL_MODELS = (*LSTM_MODELS, *STATSFORECAST, "nhits")
 
-# TEMPORARY (until the lead's model core lands): the config defaults model.loss="pinball",
-# model.normalization="window", model.reference="seasonal_naive", training.ensemble_size=3 and
-# training.refit=True are not implemented by the model code yet. Delete this mapping (and its
-# one use in `lstm_configs`) at merge so the real defaults are benchmarked.
-TEMPORARY_LSTM_OVERRIDES: dict[str, dict[str, Any]] = {
-    "model": {"loss": "mae", "normalization": "series", "reference": "none"},
-    "training": {"ensemble_size": 1, "refit": False},
-}
-
 
 # -- the pipeline's model ---------------------------------------------------------------------
 def fit_pipeline_forecaster(frame: pd.DataFrame, config: PipelineConfig) -> Forecaster:
-    """Train the pipeline's model on `frame` (validated contract rows, sorted by unique_id, ds)
-    with `config`, and return it as a Forecaster.
+    """Train the pipeline's model on `frame` (contract rows, sorted by unique_id, ds) with
+    `config`, and return the model it would serve, as a Forecaster.
 
-    The lead replaces this body with the pipeline's public function at merge; nothing else in
-    this file depends on what is inside. For now: the rows are split at one common calendar
-    cutoff into train and validation in the ratio split.train : split.validation (no test
-    split: the benchmark's origins are the test), then normalize -> window_index -> train_model,
-    as the training flow's steps do.
+    The rows are split at one common calendar cutoff into train and validation in the ratio
+    split.train : split.validation (no test split: the benchmark's origins are the test), then
+    the pipeline's own steps run: calendar features (as validation adds them), normalize,
+    window_index and train_model (fit, quantile calibration on validation, refit on every
+    window up to the cut when training.refit). The served model is returned, as the nightly
+    service would use it.
     """
+    frame = with_calendar(frame, config)
     check_sorted(frame)
     instants = np.unique(utc_datetimes(observed_ds(frame)))
     if instants.size < 3:
@@ -152,7 +154,8 @@ def fit_pipeline_forecaster(frame: pd.DataFrame, config: PipelineConfig) -> Fore
     spec = window_spec(config)
     index = window_index(normalized, spec)
     require_training_windows(windows_per_split(index), spec)
-    features = feature_columns(config)
+    stat_features = stat_feature_names(frame, config)
+    features = feature_columns(config, stat_features)
     by_split = {name: index[index["split"] == name] for name in ("train", "validation", "test")}
     data = WindowedData(
         values=np.ascontiguousarray(normalized[features].to_numpy(dtype=np.float32)),
@@ -162,11 +165,10 @@ def fit_pipeline_forecaster(frame: pd.DataFrame, config: PipelineConfig) -> Fore
         features=features,
         scaler=scaler,
         ds=utc_datetimes(normalized["ds"]),
+        feature_roles=feature_roles(config, stat_features),
     )
-    model, _ = train_model(data, config, backup_dir=None)
-    return ScaledModelForecaster(
-        model, scaler, input_features(config, features), spec.look_back, spec.horizon
-    )
+    trained = train_model(data, config, backup_dir=None)
+    return model_forecaster(trained.served, scaler, input_features(config, features), trained.spec)
 
 
 def _deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
@@ -186,7 +188,6 @@ def with_overrides(config: PipelineConfig, overrides: Mapping[str, Any]) -> Pipe
 
 def lstm_configs(config: PipelineConfig, quick: bool) -> dict[str, PipelineConfig]:
     """The default config (its seed ensemble) and the same with one member."""
-    config = with_overrides(config, TEMPORARY_LSTM_OVERRIDES)  # TEMPORARY: see the mapping
     if quick:
         config = with_overrides(config, {"training": QUICK_TRAINING})
     return {
@@ -293,7 +294,7 @@ def chicago_panel(quick: bool, config_path: Path = CHICAGO_CONFIG) -> Panel:
         frequency=config.frequency,
         timezone=config.source.timezone,
         look_back=config.window.look_back,
-        covariates=tuple(config.source.covariates),
+        covariates=tuple(config.source.hist_exog),  # NHITS reads them as hist_exog too
         config=config,
         max_history=config.evaluation.baseline_max_history,
         notes=(f"config {config_path.relative_to(REPO)}",),
@@ -313,6 +314,8 @@ def m3_config(path: Path) -> PipelineConfig:
                 "target_column": "target",
             },
             "window": {"look_back": M3_LOOK_BACK, "horizon": M3_HORIZON},
+            # M3 ships no dates: its synthetic months carry no calendar (data/README.md).
+            "features": {"calendar": False},
         }
     )
 
@@ -498,22 +501,23 @@ def run_lstm(panel: Panel, name: str, config: PipelineConfig, ends: np.ndarray) 
     """Train once on the rows before the first origin, forecast every origin."""
     began = time.perf_counter()
     forecaster = fit_pipeline_forecaster(panel.before(panel.origins[0]), config)
+    frame = with_calendar(panel.frame, config)  # the horizon rows' calendar, as the night has it
     fit_s = time.perf_counter() - began
     if forecaster.horizon != panel.horizon:
         raise ValueError(f"{name}: horizon {forecaster.horizon}, panel {panel.horizon}")
-    supported = forecaster.supports(panel.frame, ends)
+    supported = forecaster.supports(frame, ends)
     if not supported.all():
-        lost = panel.frame["unique_id"].iloc[ends[~supported]].unique()
+        lost = frame["unique_id"].iloc[ends[~supported]].unique()
         raise ValueError(f"{name} cannot forecast series {list(lost[:5])} ({len(lost)} in all)")
     began = time.perf_counter()
     have = forecast_quantiles_of(forecaster)
     quantiles = None
     if set(QUANTILES) <= set(have):
-        every = forecaster.predict_quantiles(panel.frame, ends)
+        every = forecaster.predict_quantiles(frame, ends)
         quantiles = every[..., [have.index(q) for q in QUANTILES]]
         point = quantiles[..., QUANTILES.index(0.5)]
     else:
-        point = forecaster.predict(panel.frame, ends)
+        point = forecaster.predict(frame, ends)
     predict_s = time.perf_counter() - began
     training = config.training
     note = (
@@ -706,7 +710,6 @@ def run_panel(
         if panel.config is None:
             raise ValueError(f"{panel.name}: no pipeline config, cannot train the LSTM")
         configs = lstm_configs(panel.config, quick)
-        notes.append(f"TEMPORARY LSTM overrides: {TEMPORARY_LSTM_OVERRIDES}")
         done: dict[str, ModelRun] = {}
         for name in LSTM_MODELS:
             if name not in models:
