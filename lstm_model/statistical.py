@@ -24,6 +24,7 @@ mean) is the median of `predict_quantiles`. The intervals cost little more than 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import warnings
@@ -182,6 +183,14 @@ def _series_work(frame: pd.DataFrame, ends: np.ndarray) -> list[_SeriesWork]:
         last = int(ends[windows].max())
         work.append(_SeriesWork(ids[windows[0]], y[start:last], ends[windows] - start, windows))
     return work
+
+
+def _thinned(item: _SeriesWork, pilot: int, extra: int) -> _SeriesWork:
+    """`item` with its first `pilot` windows and `extra` more, evenly spaced over the rest."""
+    rest = np.arange(pilot, len(item.local_ends))
+    picks = rest[np.unique(np.linspace(0, rest.size - 1, extra).round().astype(np.int64))]
+    keep = np.concatenate([np.arange(pilot), picks if extra > 0 else picks[:0]])
+    return dataclasses.replace(item, local_ends=item.local_ends[keep], windows=item.windows[keep])
 
 
 def _workers(n_jobs: int) -> int:
@@ -355,7 +364,8 @@ def forecast_within_budget(
     series are fitted in process for every model and timed; from the measured seconds per fit
     (and, for a pool, the measured import time as its start-up) the cost of each further series
     is projected, and the longest prefix of the order that fits the rest of the budget is
-    scored. The first series is always scored, so there is something to compare.
+    scored. The first series is always scored, so there is something to compare: all its
+    windows, or an evenly spaced sample of them when even they alone exceed the budget.
     """
     started = time.perf_counter()
     ends = np.asarray(ends, dtype=np.int64)
@@ -384,10 +394,16 @@ def forecast_within_budget(
         pilot_values[model.name] = _forecast_series(*model._task(first, pilot))
         per_fit[model.name] = (time.perf_counter() - tick) / len(pilot)
     cost_per_window = sum(per_fit.values())
-    windows = {sid: len(work[sid].local_ends) for sid in order}
     workers = min(_workers(n_jobs), len(order))
     left = budget_s - (time.perf_counter() - started)
     capacity = left if workers <= 1 else max(left, (left - import_s) * workers)
+    # Even the first series alone is over the budget (a long test split, stride 1): score an
+    # evenly spaced sample of its windows, the pilot ones included, instead of all of them.
+    affordable = int(max(capacity, 0.0) // max(cost_per_window, 1e-9))
+    if len(first.local_ends) - len(pilot) > affordable:
+        first = _thinned(first, len(pilot), affordable)
+        work[order[0]] = first
+    windows = {sid: len(work[sid].local_ends) for sid in order}
     chosen, spent = [order[0]], cost_per_window * (windows[order[0]] - len(pilot))
     for sid in order[1:]:
         cost = cost_per_window * windows[sid]

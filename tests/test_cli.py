@@ -22,6 +22,8 @@ FAST = {
     "FORECAST__TRAINING__EPOCHS": "1",
     "FORECAST__TRAINING__MAX_TRAIN_WINDOWS": "3000",
     "FORECAST__EVALUATION__GATE_MUST_BEAT": '"none"',
+    # AutoETS and AutoTheta still run (a few seconds' sample), as the demo runs them.
+    "FORECAST__EVALUATION__BASELINE_TIME_BUDGET_S": "3",
 }
 
 

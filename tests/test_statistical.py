@@ -174,6 +174,29 @@ def test_a_tiny_budget_scores_a_seeded_sample_and_says_so() -> None:
     assert series_order(ids, 1)[0] != first
 
 
+def test_a_series_too_long_for_the_budget_is_scored_on_a_spread_of_its_windows() -> None:
+    """A long test split (one window a day for years) cannot be fitted whole even for one
+    series: an evenly spaced sample of its windows is, and the counts say so."""
+    frame = panel({"long": 120, "other": 120})
+    ends = np.concatenate([np.arange(30, 110, 2), 120 + np.arange(30, 110, 2)])  # 40 + 40
+    data = EvaluationData(
+        frame=frame, ends=ends, scales=pd.Series({"long": 2.0, "other": 2.0}), look_back=1
+    )
+    theta = StatsForecastModel("auto_theta", HORIZON, SEASON)
+    _, forecasts, _, scored, sample = evaluate_forecasters(
+        data, Constant(60.0), [theta], budget=BaselineBudget(budget_s=1e-6, seed=5)
+    )
+    first = series_order(["long", "other"], 5)[0]
+    assert (sample.series, sample.total_series, sample.total_windows) == (1, 2, 80)
+    done = ~np.isnan(forecasts["auto_theta"][:, 0])
+    assert done.sum() == sample.windows == statistical.PILOT_FITS < 40
+    assert set(scored.unique_ids[done]) == {first}
+    assert f"({statistical.PILOT_FITS} of 80 windows)" in sample.note
+    np.testing.assert_allclose(
+        forecasts["auto_theta"][done], theta.predict(scored.frame, scored.ends[done])
+    )
+
+
 def test_an_ample_budget_scores_every_series() -> None:
     ids = ["s0", "s1", "s2"]
     data = evaluation(ids)
