@@ -570,7 +570,9 @@ class TuneConfig(_Section):
         default_factory=lambda: [64, 128, 256, 512], min_length=1, description="Choices."
     )
     loss: list[TuneLoss] = Field(
-        default_factory=lambda: ["pinball", "mae", "mse"], min_length=1, description="Choices."
+        default_factory=lambda: ["pinball", "mae", "mse", "huber"],
+        min_length=1,
+        description="Choices.",
     )
 
     @model_validator(mode="after")

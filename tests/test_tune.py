@@ -40,8 +40,7 @@ from tasks.tune import (
 )
 from tests.support import REPO, write_small_source
 
-# Until the model core implements them, a trained model must not use the new defaults
-# (pinball loss, window normalization, seasonal-naive reference, ensembles, refit).
+# A point model in the base config, so that a tuned loss visibly replaces it.
 POINT_MODEL = {"loss": "mae", "normalization": "series", "reference": "none"}
 ONE_MODEL = {"ensemble_size": 1, "refit": False}
 
@@ -71,11 +70,11 @@ POINT = {
 
 
 # -- search space ---------------------------------------------------------------------------
-def test_default_space_centres_look_back_on_the_config_and_never_tries_pinball() -> None:
+def test_default_space_centres_look_back_on_the_config() -> None:
     space = search_space(base_config())
     assert space.look_back == (14, 28, 56)
     assert space.units == (16, 128) and space.layers == (1, 2)
-    assert "pinball" not in space.loss and set(space.loss) == {"mse", "mae", "huber"}
+    assert set(space.loss) == {"pinball", "mae", "mse", "huber"}
 
 
 def test_configured_bounds_become_the_space_and_a_reversed_range_is_named() -> None:
@@ -85,7 +84,8 @@ def test_configured_bounds_become_the_space_and_a_reversed_range_is_named() -> N
     with pytest.raises(ValueError, match=r"tune.units = \[9, 4\]: low must not exceed high"):
         base_config(tune={"units": [9, 4]})
     with pytest.raises(ValueError, match="tune.loss"):
-        base_config(tune={"loss": ["pinball"]})  # TODO(lead): allowed once the model trains it
+        base_config(tune={"loss": ["quantile"]})
+    assert search_space(base_config(tune={"loss": ["pinball"]})).loss == ("pinball",)
 
 
 def test_a_point_of_the_space_sets_exactly_the_tuned_keys() -> None:
@@ -312,15 +312,10 @@ horizon = 7
 
 [model]
 units = [4]
-loss = "mae"            # until the model core trains pinball, window normalization, references
-normalization = "series"
-reference = "none"
 
 [training]
 epochs = 1
 batch_size = 64
-ensemble_size = 1
-refit = false
 
 [evaluation]
 gate_must_beat = "none"
