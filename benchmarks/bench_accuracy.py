@@ -186,10 +186,28 @@ def with_overrides(config: PipelineConfig, overrides: Mapping[str, Any]) -> Pipe
     return PipelineConfig.model_validate(_deep_merge(config.model_dump(), overrides))
 
 
-def lstm_configs(config: PipelineConfig, quick: bool) -> dict[str, PipelineConfig]:
-    """The default config (its seed ensemble) and the same with one member."""
+def parse_setting(text: str) -> dict[str, Any]:
+    """`section.key=value` (value as JSON when it parses, else a string) as nested overrides."""
+    key, sep, raw = text.partition("=")
+    parts = key.strip().split(".")
+    if not sep or len(parts) != 2 or not all(parts):
+        raise ValueError(f"--set {text!r}: expected section.key=value, e.g. model.loss=mae")
+    try:
+        value: Any = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return {parts[0]: {parts[1]: value}}
+
+
+def lstm_configs(
+    config: PipelineConfig, quick: bool, settings: Sequence[str] = ()
+) -> dict[str, PipelineConfig]:
+    """The default config (its seed ensemble) and the same with one member; `settings`
+    (`section.key=value`, for ablations) change both."""
     if quick:
         config = with_overrides(config, {"training": QUICK_TRAINING})
+    for setting in settings:
+        config = with_overrides(config, parse_setting(setting))
     return {
         "lstm": config,
         "lstm_single": with_overrides(config, {"training": {"ensemble_size": 1}}),
@@ -688,6 +706,7 @@ def run_panel(
     quick: bool = False,
     nhits_budget_s: float | None = None,
     log: Callable[[str], None] = print,
+    settings: Sequence[str] = (),
 ) -> PanelResult:
     """Every model of `models` on the panel's windows, scored.
 
@@ -709,7 +728,7 @@ def run_panel(
     if any(name in models for name in LSTM_MODELS):
         if panel.config is None:
             raise ValueError(f"{panel.name}: no pipeline config, cannot train the LSTM")
-        configs = lstm_configs(panel.config, quick)
+        configs = lstm_configs(panel.config, quick, settings)
         done: dict[str, ModelRun] = {}
         for name in LSTM_MODELS:
             if name not in models:
@@ -864,7 +883,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     parser.add_argument("--out", type=Path, help="also write the tables to FILE (.json or .md)")
     parser.add_argument("--m3", type=Path, default=DEFAULT_M3, help="M3 monthly parquet file")
+    parser.add_argument(
+        "--models", default=",".join(ALL_MODELS), help=f"comma-separated, from {ALL_MODELS}"
+    )
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="change the LSTM configs (repeatable), for ablations: --set model.normalization=series",
+    )
     args = parser.parse_args(argv)
+    args.models = [name.strip() for name in args.models.split(",") if name.strip()]
+    if set(args.models) - set(ALL_MODELS):
+        parser.error(f"unknown model(s) {sorted(set(args.models) - set(ALL_MODELS))}")
+    for setting in args.settings:
+        try:
+            parse_setting(setting)
+        except ValueError as err:
+            parser.error(str(err))
     args.panels = [name.strip() for name in args.panels.split(",") if name.strip()]
     unknown = set(args.panels) - set(PANELS)
     if unknown:
@@ -877,6 +915,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     load_start = load_line()
     print(f"bench_accuracy {started}{' (--quick)' if args.quick else ''}: {load_start}")
+    if args.settings:
+        print(f"LSTM settings changed: {', '.join(args.settings)}")
     results = []
     for name in args.panels:
         if name == "m3" and not args.m3.is_file():
@@ -884,7 +924,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         began = time.perf_counter()
         panel = chicago_panel(args.quick) if name == "chicago" else m3_panel(args.m3, args.quick)
-        result = run_panel(panel, quick=args.quick)
+        result = run_panel(panel, args.models, quick=args.quick, settings=args.settings)
         results.append(result)
         print("\n" + panel_report(result))
         print(f"({name} took {time.perf_counter() - began:.0f} s; now {load_line()})", flush=True)

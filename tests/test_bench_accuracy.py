@@ -153,3 +153,18 @@ def test_missing_m3_is_skipped_with_a_message(bench, tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"Skipping m3: {missing} not found" in out
     assert "Load at end: load average" in out
+
+
+def test_ablation_settings_parse_and_change_both_lstm_configs(bench) -> None:  # noqa: ANN001
+    assert bench.parse_setting("model.normalization=series") == {
+        "model": {"normalization": "series"}
+    }
+    assert bench.parse_setting("training.ensemble_size=5") == {"training": {"ensemble_size": 5}}
+    with pytest.raises(ValueError, match="section.key=value"):
+        bench.parse_setting("normalization=series")
+    config = bench.m3_config(Path("/data/m3.parquet"))
+    configs = bench.lstm_configs(config, False, ["model.reference=none", "training.refit=false"])
+    assert {c.model.reference for c in configs.values()} == {"none"}
+    assert not any(c.training.refit for c in configs.values())
+    assert configs["lstm_single"].training.ensemble_size == 1
+    assert configs["lstm"].training.ensemble_size == config.training.ensemble_size
