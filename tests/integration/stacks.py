@@ -48,7 +48,7 @@ def tiny_config(workdir: Path) -> dict[str, Any]:
     config["window"] = {"look_back": 14, "horizon": 7, "stride": 1}
     config["model"]["units"] = [8]
     config["training"].update(epochs=1, batch_size=64, patience=0)
-    config["evaluation"].update(gate_must_beat="none", plot_series=1)
+    config["evaluation"].update(gate_must_beat="none", plot_series=1, baseline_time_budget_s=3)
     config["schedule"]["timezone"] = "UTC"  # a build-step placeholder in the file
     return config
 
