@@ -15,9 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstm_model.metrics import OVERALL
+from lstm_model import statistical
+from lstm_model.forecasters import SeasonalNaive, actuals
+from lstm_model.metrics import OVERALL, metrics_table
 from tasks.config import PipelineConfig
-from tasks.evaluate import evaluate_task
+from tasks.evaluate import evaluate_task, load_evaluation
 from tasks.register import register, version_of
 from tasks.registry import ModelRegistry, model_to_bytes
 from tasks.storage import ArtifactRef, ArtifactStore, sha256_bytes
@@ -277,9 +279,21 @@ def test_a_sampled_statistical_baseline_gates_on_its_sample(tmp_path: Path) -> N
         rows = metrics[(metrics["model"] == model) & (metrics["unique_id"] == series)]
         return float(rows["mase"].iloc[0])
 
-    # The challenger on the sample is the challenger on that one series' windows.
+    # Even one station's test windows exceed the budget: only the timed pilot windows, its
+    # first PILOT_FITS, are scored, and the challenger is scored on exactly those windows.
     (station,) = sampled
-    assert mase("challenger_on_baseline_sample") == pytest.approx(mase("lstm", station))
+    assert sample["windows"] == statistical.PILOT_FITS
+    data, _ = load_evaluation(store, windows, trained, 7)
+    pilot = np.flatnonzero(data.unique_ids == station)[: statistical.PILOT_FITS]
+    ends = data.ends[pilot]
+    by_hand = metrics_table(
+        actuals(data.frame, ends, HORIZON),
+        {"seasonal": SeasonalNaive(HORIZON, 7).predict(data.frame, ends)},  # the challenger
+        data.unique_ids[pilot],
+        data.scales,
+    )
+    expected = float(by_hand.loc[by_hand["unique_id"] == OVERALL, "mase"].iloc[0])
+    assert mase("challenger_on_baseline_sample") == pytest.approx(expected, rel=1e-5)
     _, decision = register(store, config, windows, trained, evaluation)
     where = "on the sample of 1 of 3 series auto_theta was scored on (time budget)"
     assert where in decision.reason
