@@ -303,7 +303,7 @@ path = "{source}"
 id_column = "series_id"
 time_column = "timestamp"
 target_column = "target"
-covariates = ["Cubs_Home"]
+hist_exog = ["Cubs_Home"]
 timezone = "America/Chicago"
 
 [window]
