@@ -236,7 +236,7 @@ def test_a_search_where_every_trial_failed_says_why() -> None:
 def test_a_written_config_loads_back_identical_from_any_folder(tmp_path: Path) -> None:
     config = base_config(
         name="tricky-1",
-        source={"path": "relative/data.parquet", "covariates": ['he said "hi"', "back\\slash"]},
+        source={"path": "relative/data.parquet", "hist_exog": ['he said "hi"', "back\\slash"]},
         validation={
             "y_max": 1e6,
             "extra_expectations": [
