@@ -75,9 +75,10 @@ def test_nightly_forecast_run_writes_one_row_per_series_and_step(
     assert written >= pd.Timestamp(run["start_time"]), (written, run["start_time"])
     assert not forecast["fallback"].any()
 
-    # Each series' forecast starts one day after its last observation (naive times are in the
-    # source's zone, stored as UTC) and goes on one day a step.
+    # Each series' forecast starts one day after its last observation before the run date (an
+    # as-of cut; naive times are in the source's zone, stored as UTC), one day a step.
     source = pd.read_parquet(pipeline.config["source"]["path"])
+    source = source[source["timestamp"] < pd.Timestamp(RUN_DATE)]
     last = (
         source.groupby("series_id")["timestamp"]
         .max()
