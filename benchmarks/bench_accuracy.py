@@ -57,7 +57,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta
@@ -73,7 +73,7 @@ import pandas as pd  # noqa: E402
 
 from lstm_model.forecasters import Forecaster, forecast_quantiles_of, model_forecaster  # noqa: E402
 from lstm_model.metrics import OVERALL, metrics_table, seasonal_naive_scales  # noqa: E402
-from tasks.config import PipelineConfig, load_config  # noqa: E402
+from tasks.config import PipelineConfig, load_config, with_overrides  # noqa: E402
 from tasks.ingest import read_source  # noqa: E402
 from tasks.normalize import (  # noqa: E402
     SplitCutoffs,
@@ -169,21 +169,6 @@ def fit_pipeline_forecaster(frame: pd.DataFrame, config: PipelineConfig) -> Fore
     )
     trained = train_model(data, config, backup_dir=None)
     return model_forecaster(trained.served, scaler, input_features(config, features), trained.spec)
-
-
-def _deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in top.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def with_overrides(config: PipelineConfig, overrides: Mapping[str, Any]) -> PipelineConfig:
-    """`config` with nested `overrides` applied and validated again."""
-    return PipelineConfig.model_validate(_deep_merge(config.model_dump(), overrides))
 
 
 def parse_setting(text: str) -> dict[str, Any]:

@@ -697,6 +697,11 @@ def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def with_overrides(config: PipelineConfig, overrides: Mapping[str, Any]) -> PipelineConfig:
+    """`config` with nested `overrides` applied, validated again as a whole."""
+    return PipelineConfig.model_validate(_merge(config.model_dump(), overrides))
+
+
 def _read_file(path: Path) -> dict[str, Any]:
     text = path.read_text()
     if path.suffix == ".toml":

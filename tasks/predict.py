@@ -30,14 +30,12 @@ import pandas as pd
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
-from lstm_model.calendar import calendar_features
 from lstm_model.forecasters import Forecaster, quantile_column, series_first_rows
 from lstm_model.metrics import check_quantiles
 from lstm_model.statistical import baseline_forecaster
 from tasks.config import PipelineConfig
 from tasks.evaluate import point_and_quantiles
 from tasks.normalize import (
-    config_calendar_columns,
     encode_stat,
     feature_roles,
     stat_features_among,
@@ -52,6 +50,7 @@ from tasks.runtime import (
     store_for,
 )
 from tasks.storage import ArtifactRef, ArtifactStore
+from tasks.validate import with_calendar
 
 FALLBACK_VERSION = "fallback-seasonal-naive"
 """The `model_version` of a night forecast by the seasonal-naive fallback."""
@@ -178,17 +177,7 @@ def future_frame(
         frame = frame.merge(given, on=["unique_id", "ds"], how="left", validate="one_to_one")
         frame[columns] = frame[columns].astype("float64")
         missing_future_values(frame, columns, config.source.timezone)
-    if config_calendar_columns(config):
-        features = config.features
-        calendar = calendar_features(
-            frame["ds"],
-            config.frequency,
-            config.source.timezone,
-            features.holidays_country,
-            features.holidays_subdivision,
-        )
-        frame = pd.concat([frame, calendar[config_calendar_columns(config)]], axis=1)
-    return frame
+    return with_calendar(frame, config)  # the same features validation gives the history
 
 
 def missing_future_values(frame: pd.DataFrame, columns: list[str], timezone: str) -> None:

@@ -35,7 +35,7 @@ from pydantic import BaseModel
 
 from lstm_model.forecasters import Forecaster, SeasonalNaive, actuals, model_forecaster
 from lstm_model.metrics import OVERALL, metrics_table
-from tasks.config import PipelineConfig, _merge
+from tasks.config import PipelineConfig, with_overrides
 from tasks.evaluate import EvaluationData, evaluation_data
 from tasks.normalize import load_normalized
 from tasks.runtime import (
@@ -158,11 +158,6 @@ def tuned_overrides(params: Mapping[str, Any], base: PipelineConfig) -> dict[str
         },
         "training": {"batch_size": int(params["batch_size"])},
     }
-
-
-def with_overrides(config: PipelineConfig, overrides: Mapping[str, Any]) -> PipelineConfig:
-    """`config` with nested `overrides` applied, validated again as a whole."""
-    return PipelineConfig.model_validate(_merge(config.model_dump(), overrides))
 
 
 def tuned_config(base: PipelineConfig, params: Mapping[str, Any]) -> PipelineConfig:
