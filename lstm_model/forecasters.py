@@ -202,14 +202,6 @@ class ScaledModelForecaster:
             raise ValueError(f"{self.name}: a point forecaster has no quantiles")
         return self._outputs(frame, ends)
 
-    def predict_all(self, frame: pd.DataFrame, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Point forecasts and quantiles from one pass over the model (quantiles (n, H, 0) for a
-        point model)."""
-        outputs = self._outputs(frame, ends)
-        if not self.quantiles:
-            return outputs, outputs[:, :, None][:, :, :0]
-        return outputs[:, :, self.quantiles.index(0.5)], outputs
-
 
 def model_forecaster(
     model: Any,
