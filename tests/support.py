@@ -63,13 +63,14 @@ def settled_states(
     """Poll `read` (name -> Prefect State) until every expected name is there and final.
 
     Prefect 3 records task-run states from events, after the flow call returns: one read may
-    still see Pending or Running, or miss a run. Fails naming what never settled.
+    still see Pending or Running, a run whose state is not recorded yet (None), or miss a run.
+    Fails naming what never settled.
     """
     deadline = time.monotonic() + timeout
     while True:
         states = read()
         waiting = [name for name in expected if name not in states]
-        waiting += [name for name, state in states.items() if not state.is_final()]
+        waiting += [name for name, state in states.items() if state is None or not state.is_final()]
         if not waiting:
             return states
         if time.monotonic() > deadline:

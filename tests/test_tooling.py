@@ -63,11 +63,13 @@ def test_test_servers_get_minutes_to_start() -> None:
 
 
 def test_state_reads_wait_until_every_expected_run_is_final() -> None:
-    """The reads a busy machine gave: a run still Pending, then the last one not yet recorded."""
+    """The reads a busy machine gave: a run with no state yet, one still Pending, then the last
+    one not yet recorded."""
     from prefect.states import Completed, Failed, Pending, Running
 
     reads = iter(
         [
+            {"ingest": None, "validate": None},
             {"ingest": Completed(), "validate": Pending()},
             {"ingest": Completed(), "validate": Running()},
             {"ingest": Completed(), "validate": Completed(name="Cached")},
