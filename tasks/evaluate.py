@@ -512,7 +512,8 @@ def evaluate_key(
 def load_trained_model(store: ArtifactStore, trained: ArtifactRef) -> tuple[object, dict]:
     """The model a train artifact points at (checksum verified, safe_mode load), and its metadata."""
     _, meta = store.read_table(trained)
-    return model_from_bytes(store.read_verified(ArtifactRef(**meta["model"]))), meta
+    model = ArtifactRef(**meta["model"])
+    return model_from_bytes(store.read_verified(model), model.uri), meta
 
 
 def load_evaluation(

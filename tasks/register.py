@@ -8,7 +8,8 @@ no series in common) is an explicit policy, `evaluation.gate_on_incomparable`: `
 the champion, `baseline_only` decides on the baseline alone; the decision records which.
 
 Registration is never cached (it has side effects) and is idempotent by version: the version
-id comes from the trained artifact, so a rerun finds its version saved and decides again.
+id comes from the trained artifact, so a rerun finds its version saved and decides again. It
+first removes what a killed save left in the registry (`ModelRegistry.remove_unfinished`).
 The decision and the pointer swap happen under the registry's lock; when the champion changed
 since the evaluation (another training promoted meanwhile), the challenger is compared again
 with the champion serving now, so two concurrent trainings leave the better one in place.
@@ -34,7 +35,7 @@ from tasks.evaluate import (
     ChampionComparison,
     evaluate_models,
 )
-from tasks.registry import ModelRegistry, new_version_id
+from tasks.registry import UNFINISHED_AGE, ModelRegistry, new_version_id
 from tasks.runtime import pipeline_task, publish_markdown, run_logger, store_for
 from tasks.storage import ArtifactRef, ArtifactStore, code_version
 
@@ -260,8 +261,14 @@ def register_task(
     """Save the trained model as a version; promote it only if it passes the gate."""
     logger = run_logger()
     store = store_for(config)
-    version, decision = register(store, config, windows, trained, evaluation)
     registry = ModelRegistry(store, config.name)
+    for leftover in registry.remove_unfinished():
+        logger.warning(
+            "Removed %s: left unfinished by a killed save, untouched for over %s",
+            leftover,
+            UNFINISHED_AGE,
+        )
+    version, decision = register(store, config, windows, trained, evaluation)
     champion = registry.champion_version()
     publish_markdown(
         f"champion-decision-{config.name}",

@@ -6,19 +6,26 @@ load) with the data fingerprint and code version, so a folder without it is an u
 and never listed. `champion.json` names the serving version. It changes only through
 `swap_champion`, a compare-and-swap under the registry's lock: the pointer must still name the
 champion the caller compared against, so two concurrent trainings cannot both win.
+
+A file that exists but cannot be read as what it should be (not a `.keras` zip, not Parquet, not
+the JSON object expected) is a `VersionFileError` naming the file and the cause. A save killed
+mid-way leaves a folder without `metadata.json`; `remove_unfinished` deletes it at the next
+registration once it is older than `UNFINISHED_AGE`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import json
 import os
 import re
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +45,23 @@ VERSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 """Version ids are plain names: no separator, no absolute path, nothing that leaves the folder."""
 
 VERSION_FILES = ("model.keras", "scaler.parquet", "metrics.parquet", "config.json")
+"""The files of a version whose sha256 `metadata.json` records and `load` verifies."""
 EVALUATION_MODEL = "evaluation_model.keras"
 """A refit version's model fitted before its own validation cutoff: the gate scores a champion
 with it, since the served model (refit on the whole history) has seen later test windows."""
-"""The files of a version whose sha256 `metadata.json` records and `load` verifies."""
+
+UNFINISHED_AGE = timedelta(hours=1)
+"""How long after its last write a version folder without `metadata.json` is a leftover.
+`save_version` writes bytes already in memory, in seconds, so a folder a concurrent run is still
+writing is never this old; an hour leaves room for a slow object store."""
+
+STAGED = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")
+"""A file the store staged for an atomic write (see tasks.storage): left when a write is killed."""
+
+
+class VersionFileError(ArtifactError):
+    """A registry file that exists but is not what it should be: corrupt, truncated, garbage or
+    of the wrong shape. Permanent: reading it again gives the same bytes."""
 
 
 class ChampionChanged(ArtifactError):
@@ -74,14 +94,28 @@ def model_to_bytes(model: Any) -> bytes:
         return path.read_bytes()
 
 
-def model_from_bytes(data: bytes) -> Any:
-    """The Keras model in `.keras` bytes, loaded with safe_mode=True (no Lambda layers)."""
-    from lstm_model.serialization import load_model
+def model_from_bytes(data: bytes, uri: str) -> Any:
+    """The Keras model in `.keras` bytes read from `uri`, loaded with safe_mode=True (no Lambda
+    layers); a `VersionFileError` naming `uri` when the bytes are no loadable model."""
+    from lstm_model.serialization import UnsafeModelError, load_model
 
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        raise VersionFileError(f"{uri}: not a .keras zip ({len(data)} bytes, {data[:8]!r}...)")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.keras"
         path.write_bytes(data)
-        return load_model(path)
+        try:
+            return load_model(path)
+        except UnsafeModelError as err:
+            raise VersionFileError(
+                f"{uri}: refused to load: the model holds Python code (e.g. a Lambda layer), "
+                "which safe mode never runs"
+            ) from err
+        # What Keras raises for a zip that is no model (missing config.json, bad JSON, unknown
+        # class, no weights); its message names the temporary copy, so name the store's file.
+        except (ValueError, KeyError, TypeError, OSError, zipfile.BadZipFile, EOFError) as err:
+            cause = str(err).replace(str(path), "the file")
+            raise VersionFileError(f"{uri}: not a loadable .keras model ({cause})") from err
 
 
 @dataclass(frozen=True)
@@ -93,10 +127,11 @@ class ModelVersion:
     metadata: dict[str, Any]
     scaler: SeriesScaler
     model_bytes: bytes
+    model_uri: str
 
     def load_model(self) -> Any:
         """The Keras model, always loaded with safe_mode=True."""
-        return model_from_bytes(self.model_bytes)
+        return model_from_bytes(self.model_bytes, self.model_uri)
 
     def forecaster(self, name: str = "lstm") -> ScaledModelForecaster:
         return ScaledModelForecaster(
@@ -182,27 +217,69 @@ class ModelRegistry:
         return sorted(found)
 
     def champion_version(self) -> str | None:
-        """The serving version, checked to be a plain id of a complete version of this name."""
+        """The serving version: a plain id (no path, no separator) of a complete version of
+        this name, or None before any promotion."""
         pointer = self.champion_pointer()
         if pointer is None:
             return None
         uri = self.uri("champion.json")
-        version = check_version_id(str(pointer.get("version", "")), uri)
-        if not self.store.exists(self.uri(version, "metadata.json")):
-            raise ArtifactError(f"{uri}: names version {version!r}, which does not exist")
+        version = check_version_id(pointer["version"], uri)
+        if version not in self.versions():
+            raise ArtifactError(
+                f"{uri}: names version {version!r}, which does not exist among the complete "
+                f"versions of {self.uri()}"
+            )
         return version
 
     def champion_pointer(self) -> dict[str, Any] | None:
+        """`champion.json` as read: a JSON object whose "version" is a string."""
         pointer = self.uri("champion.json")
         if not self.store.exists(pointer):
             return None
-        try:
-            payload = self.store.read_json(pointer)
-        except ValueError as err:
-            raise ArtifactError(f"{pointer}: not valid JSON ({err})") from err
-        if not isinstance(payload, dict):
-            raise ArtifactError(f"{pointer}: expected a JSON object")
+        payload = self._read_json(pointer)
+        if not isinstance(payload.get("version"), str):
+            raise VersionFileError(
+                f'{pointer}: "version" must be a string, found {payload.get("version")!r}'
+            )
         return payload
+
+    def _read_json(self, uri: str) -> dict[str, Any]:
+        """A registry JSON file that must hold an object."""
+        try:
+            payload = self.store.read_json(uri)
+        except ValueError as err:  # json's message says where: "line 1 column 2 (char 1)"
+            raise VersionFileError(f"{uri}: not valid JSON ({err})") from err
+        if not isinstance(payload, dict):
+            raise VersionFileError(f"{uri}: expected a JSON object, found {type(payload).__name__}")
+        return payload
+
+    def remove_unfinished(self, now: datetime | None = None) -> list[str]:
+        """Delete what killed saves left, once `UNFINISHED_AGE` old: version folders without
+        `metadata.json`, and files staged for an atomic write that never got renamed.
+
+        Returns the URIs removed. Never touches a complete version's files.
+        """
+        cutoff = (now or datetime.now(UTC)) - UNFINISHED_AGE
+        leftovers = []
+        for path in self.store.list("models", self.name):
+            entry = Path(path).name
+            if self.store.is_folder(path):
+                if self.store.exists(self.uri(entry, "metadata.json")):
+                    leftovers += [
+                        inner
+                        for inner in self.store.list("models", self.name, entry)
+                        if STAGED.fullmatch(Path(inner).name)
+                    ]
+                else:
+                    leftovers.append(path)
+            elif STAGED.fullmatch(entry):
+                leftovers.append(path)
+        removed = []
+        for path in leftovers:
+            if self.store.usage(path)[0] < cutoff:
+                self.store.remove(path)
+                removed.append(path)
+        return removed
 
     @contextlib.contextmanager
     def pointer_lock(self) -> Iterator[None]:
@@ -253,10 +330,10 @@ class ModelRegistry:
     def metadata(self, version: str) -> dict[str, Any]:
         check_version_id(version, self.uri())
         uri = self.uri(version, "metadata.json")
-        try:
-            return self.store.read_json(uri)
-        except ValueError as err:
-            raise ArtifactError(f"{uri}: not valid JSON ({err})") from err
+        metadata = self._read_json(uri)
+        if not isinstance(metadata.get("files", {}), dict):
+            raise VersionFileError(f'{uri}: no "files" object of per-file checksums')
+        return metadata
 
     def load(self, version: str, for_evaluation: bool = False) -> ModelVersion:
         """A complete version with every file's checksum verified. `for_evaluation`: its model
@@ -265,18 +342,27 @@ class ModelRegistry:
         evaluation = for_evaluation and EVALUATION_MODEL in metadata.get("files", {})
         model_file = EVALUATION_MODEL if evaluation else "model.keras"
         model_bytes = self.read_file(version, model_file, metadata)
-        scaler_frame = _read_parquet_bytes(self.read_file(version, "scaler.parquet", metadata))
+        scaler_uri = self.uri(version, "scaler.parquet")
+        scaler_frame = _read_parquet_bytes(
+            self.read_file(version, "scaler.parquet", metadata), scaler_uri
+        )
+        try:
+            scaler = SeriesScaler.from_frame(scaler_frame)
+        except (KeyError, ValueError) as err:
+            raise VersionFileError(f"{scaler_uri}: not a scaler table ({err!r})") from err
         return ModelVersion(
             name=self.name,
             version=version,
             metadata=metadata,
-            scaler=SeriesScaler.from_frame(scaler_frame),
+            scaler=scaler,
             model_bytes=model_bytes,
+            model_uri=self.uri(version, model_file),
         )
 
     def metrics(self, version: str) -> pd.DataFrame:
         metadata = self.metadata(version)
-        return _read_parquet_bytes(self.read_file(version, "metrics.parquet", metadata))
+        uri = self.uri(version, "metrics.parquet")
+        return _read_parquet_bytes(self.read_file(version, "metrics.parquet", metadata), uri)
 
     def forecaster(self, version: str, for_evaluation: bool = False) -> ScaledModelForecaster:
         """A version as a forecaster (see lstm_model.forecasters), named "champion"."""
@@ -289,9 +375,11 @@ def _frame_to_table(frame: pd.DataFrame):  # noqa: ANN202 - pyarrow type
     return pa.Table.from_pandas(frame, preserve_index=False)
 
 
-def _read_parquet_bytes(data: bytes) -> pd.DataFrame:
-    import io
-
+def _read_parquet_bytes(data: bytes, uri: str) -> pd.DataFrame:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    return pq.read_table(io.BytesIO(data), page_checksum_verification=True).to_pandas()
+    try:
+        return pq.read_table(io.BytesIO(data), page_checksum_verification=True).to_pandas()
+    except (pa.ArrowInvalid, OSError) as err:
+        raise VersionFileError(f"{uri}: not a readable Parquet file ({err})") from err
