@@ -257,7 +257,7 @@ class ModelRegistry:
         """Delete what killed saves left, once `UNFINISHED_AGE` old: version folders without
         `metadata.json`, and files staged for an atomic write that never got renamed.
 
-        Returns the URIs removed. Never touches a complete version's files.
+        Returns the store paths removed. Never touches a complete version's files.
         """
         cutoff = (now or datetime.now(UTC)) - UNFINISHED_AGE
         leftovers = []
