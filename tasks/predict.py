@@ -496,12 +496,9 @@ def coverage_problems(
 ) -> list[str]:
     """No series at all, or fewer than `min_share` of the series `previous` holds."""
     series = table["unique_id"].nunique()
-    shown = sorted(skipped.items())[:3]
-    not_forecast = f"{len(skipped)} series not forecast" + (
-        ": " + "; ".join(f"{sid!r}: {why}" for sid, why in shown) + (", ..." * (len(skipped) > 3))
-        if skipped
-        else ""
-    )
+    shown = "; ".join(f"{str(sid)!r}: {why}" for sid, why in sorted(skipped.items())[:3])
+    more = ", ..." if len(skipped) > 3 else ""
+    not_forecast = f"{len(skipped)} series not forecast" + (f": {shown}{more}" if skipped else "")
     if series == 0:
         return [f"no series forecast ({not_forecast})"]
     if previous is not None and series < min_share * previous.series:

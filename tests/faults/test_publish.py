@@ -60,7 +60,9 @@ def with_source(config: PipelineConfig, frame: pd.DataFrame, path: Path) -> Pipe
 
 
 def truncated(source: pd.DataFrame) -> pd.DataFrame:
-    """Each series' last 5 days before NIGHT: an extract cut short, under look_back (14)."""
+    """Each series' last 5 days before NIGHT: an extract cut short, under look_back (14).
+    Validation sets such series aside; the test lets it set them all aside, so the night
+    reaches predict with no rows (with the default share, validation itself fails the night)."""
     night = pd.Timestamp(NIGHT)  # naive local wall times, as the source holds them
     keep = (source["timestamp"] < night) & (source["timestamp"] >= night - pd.Timedelta(days=5))
     return source[keep]
@@ -80,7 +82,7 @@ def renamed(count: int):
 @pytest.mark.parametrize(
     ("feed", "why"),
     [
-        (truncated, r"no series forecast \(3 series not forecast: 'Austin': only 5 rows; the "),
+        (truncated, r"no series forecast \(3 series not forecast: 'Austin': only 5 steps; a for"),
         (renamed(3), r"no series forecast \(3 series not forecast: 'v2_Austin': not in the champ"),
         (
             renamed(2),
@@ -98,6 +100,9 @@ def test_a_night_forecasting_too_few_series_fails_and_keeps_the_published_file(
     published = forecast_path(trained, NIGHT)
     before = published.read_bytes()
     bad = with_source(trained, feed(pd.read_parquet(trained.source.path)), tmp_path / "feed.pq")
+    bad = bad.model_copy(
+        update={"validation": bad.validation.model_copy(update={"max_set_aside_share": 1.0})}
+    )
     with pytest.raises(PublishGuardError, match=rf"Not publishing {published}: {why}") as caught:
         forecast_flow(bad, NIGHT)
     assert str(caught.value).endswith("the file there is left as it was")
