@@ -480,10 +480,11 @@ def non_finite_problems(table: pd.DataFrame, quantiles: Sequence[float]) -> list
         bad = ~np.isfinite(values)
         if bad.any():
             first = int(np.flatnonzero(bad)[0])
-            series = table["unique_id"].to_numpy()[bad]
+            series = table["unique_id"].to_numpy()[bad].astype(str)
             problems.append(
                 f"{column} is not finite in {int(bad.sum())} rows of {len(set(series))} series "
-                f"(first: series {series[0]!r}, step {table['step'].iat[first]}: {values[first]})"
+                f"(first: series {str(series[0])!r}, step {table['step'].iat[first]}: "
+                f"{values[first]})"
             )
     return problems
 
