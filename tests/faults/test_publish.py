@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from tasks.config import PipelineConfig
 from tasks.predict import (
@@ -93,8 +94,9 @@ def renamed(count: int):
     ids=["truncated-extract", "all-ids-new", "two-of-three-ids-new"],
 )
 def test_a_night_forecasting_too_few_series_fails_and_keeps_the_published_file(
-    trained: PipelineConfig, tmp_path: Path, feed, why: str
+    trained: PipelineConfig, tmp_path: Path, capsys: pytest.CaptureFixture, feed, why: str
 ) -> None:
+    from flows.cli import main
     from flows.forecasting import forecast_flow
 
     published = forecast_path(trained, NIGHT)
@@ -111,6 +113,13 @@ def test_a_night_forecasting_too_few_series_fails_and_keeps_the_published_file(
     assert str(caught.value).endswith("the file there is left as it was")
     assert published.read_bytes() == before
     assert not is_transient_io_error(caught.value)  # the task's retry condition: not retried
+    # The command says why in one line and exits 1.
+    config_file = tmp_path / "bad.yaml"
+    config_file.write_text(yaml.safe_dump(bad.model_dump(mode="json")))
+    assert main(["predict", "--config", str(config_file), "--date", NIGHT]) == 1
+    [line] = [line for line in capsys.readouterr().err.splitlines() if "failed" in line]
+    assert re.match(rf"forecast predict failed: {expected}", line)
+    assert published.read_bytes() == before
 
 
 def fallback_config(root: Path, **sections: dict) -> PipelineConfig:
