@@ -277,7 +277,7 @@ def _is_user_facing(error: Exception) -> bool:
     """Errors whose message says all a user needs (bad data, missing model): no traceback."""
     from tasks.backtest import BacktestError
     from tasks.ingest import IngestError
-    from tasks.predict import NoChampionError
+    from tasks.predict import NoChampionError, PublishGuardError
     from tasks.runtime import RunDateError
     from tasks.storage import ArtifactError
     from tasks.validate import DataValidationError
@@ -287,6 +287,7 @@ def _is_user_facing(error: Exception) -> bool:
         IngestError
         | DataValidationError
         | NoChampionError
+        | PublishGuardError
         | ArtifactError
         | BacktestError
         | RunDateError,

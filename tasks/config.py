@@ -499,6 +499,15 @@ class ForecastConfig(_Section):
         description="The fallback's model (any evaluation baseline name); the forecast file's "
         "`model` column names it.",
     )
+    min_series_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="A night is published only if it forecasts at least this share of the series"
+        " in the latest forecast at or before it (that night's own file when replaying it, else "
+        "the previous night's); otherwise the night fails and that file is left as it was. "
+        "A night with no series forecast is never published.",
+    )
 
 
 class StorageConfig(_Section):

@@ -13,6 +13,14 @@ one replay to the next (no run id, no wall-clock time), so replaying a night wit
 data and model gives the same bytes. Series that cannot be forecast are listed with the
 reason, never dropped silently.
 
+Publish guards (`publish_problems`): a night is written only when every `yhat` (and every
+filled quantile column) is finite, it forecasts at least `forecast.min_series_share` of the
+series in the latest forecast at or before it (that night's own file when replaying it, else the
+previous night's; never zero series), and its forecast starts at the night: no series starts
+after it (rows at or after the run date were read) and the freshest one starts at most
+`validation.max_staleness` steps before it. A night that fails a guard raises PublishGuardError
+naming each failed guard, writes nothing and is not retried; the published file stays as it was.
+
 Quantiles: the file has one column per configured quantile (`model.forecast_quantiles`, named
 by `quantile_column`: yhat_q10, yhat_q50, yhat_q90), non-crossing, and `yhat` is the median.
 A point forecaster (the seasonal-naive fallback, a champion trained with a point loss, one
@@ -22,11 +30,18 @@ night whichever model served it; it changes only when the configured quantiles c
 
 from __future__ import annotations
 
+import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pandas.tseries.frequencies import to_offset
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
@@ -49,8 +64,8 @@ from tasks.runtime import (
     run_logger,
     store_for,
 )
-from tasks.storage import ArtifactRef, ArtifactStore
-from tasks.validate import with_calendar
+from tasks.storage import ArtifactError, ArtifactRef, ArtifactStore
+from tasks.validate import as_of_instant, with_calendar
 
 FALLBACK_VERSION = "fallback-seasonal-naive"
 """The `model_version` of a night forecast by the seasonal-naive fallback."""
@@ -64,6 +79,11 @@ def fallback_version(model: str) -> str:
 
 class NoChampionError(RuntimeError):
     """Forecasting before any model was promoted."""
+
+
+class PublishGuardError(RuntimeError):
+    """Tonight's forecast failed a publish guard: nothing was written, the published file stands.
+    Not an OSError, so never retried: the same inputs fail the same way."""
 
 
 class MissingFutureCovariatesError(ValueError):
@@ -396,6 +416,130 @@ def forecast_uri(store: ArtifactStore, name: str, run_date: str) -> str:
     return store.uri("forecasts", name, f"run_date={run_date}", "forecast.parquet")
 
 
+PARTITION = re.compile(r"run_date=(\d{4}-\d{2}-\d{2})")
+
+
+@dataclass(frozen=True)
+class PublishedForecast:
+    """A published forecast file and how many series it holds (the share guard's reference)."""
+
+    uri: str
+    series: int
+
+
+def previous_forecast(store: ArtifactStore, name: str, run_date: str) -> PublishedForecast | None:
+    """The latest readable forecast of pipeline `name` at or before `run_date`: the night's own
+    file when replaying it (the file a publish would replace), else the latest earlier night's.
+    An unreadable file is passed over with a warning: it is no reference to keep."""
+    nights = [
+        match.group(1)
+        for path in store.list("forecasts", name)
+        if (match := PARTITION.fullmatch(PurePosixPath(path).name)) and match.group(1) <= run_date
+    ]
+    for night in sorted(nights, reverse=True):
+        uri = forecast_uri(store, name, night)
+        if not store.exists(uri):
+            continue
+        try:
+            data = store.read_bytes(uri)
+            ids = pq.read_table(io.BytesIO(data), columns=["unique_id"]).column("unique_id")
+        except (ArtifactError, pa.ArrowInvalid, OSError) as err:
+            run_logger().warning("Not comparing tonight's series with %s: %s", uri, err)
+            continue
+        return PublishedForecast(uri, len(pc.unique(ids)))
+    return None
+
+
+def publish_problems(
+    table: pd.DataFrame,
+    skipped: dict[str, str],
+    previous: PublishedForecast | None,
+    config: PipelineConfig,
+    run_date: str,
+) -> list[str]:
+    """Why tonight's forecast `table` must not be published (empty: publish it): non-finite
+    values, too few series against `previous`, a start inconsistent with the night."""
+    return (
+        non_finite_problems(table, config.model.forecast_quantiles)
+        + coverage_problems(table, skipped, previous, config.forecast.min_series_share)
+        + start_problems(table, run_date, config)
+    )
+
+
+def non_finite_problems(table: pd.DataFrame, quantiles: Sequence[float]) -> list[str]:
+    """`yhat` and each filled quantile column (a point forecaster leaves them all NaN) must be
+    finite in every row."""
+    filled = [
+        column
+        for column in (quantile_column(q) for q in sorted(quantiles))
+        if table[column].notna().any()
+    ]
+    problems = []
+    for column in ["yhat", *filled]:
+        values = table[column].to_numpy(dtype="float64")
+        bad = ~np.isfinite(values)
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            series = table["unique_id"].to_numpy()[bad].astype(str)
+            problems.append(
+                f"{column} is not finite in {int(bad.sum())} rows of {len(set(series))} series "
+                f"(first: series {str(series[0])!r}, step {table['step'].iat[first]}: "
+                f"{values[first]})"
+            )
+    return problems
+
+
+def coverage_problems(
+    table: pd.DataFrame,
+    skipped: dict[str, str],
+    previous: PublishedForecast | None,
+    min_share: float,
+) -> list[str]:
+    """No series at all, or fewer than `min_share` of the series `previous` holds."""
+    series = table["unique_id"].nunique()
+    shown = "; ".join(f"{str(sid)!r}: {why}" for sid, why in sorted(skipped.items())[:3])
+    more = ", ..." if len(skipped) > 3 else ""
+    not_forecast = f"{len(skipped)} series not forecast" + (f": {shown}{more}" if skipped else "")
+    if series == 0:
+        return [f"no series forecast ({not_forecast})"]
+    if previous is not None and series < min_share * previous.series:
+        return [
+            f"{series} series forecast, fewer than forecast.min_series_share={min_share:g} of "
+            f"the {previous.series} series in {previous.uri} ({not_forecast})"
+        ]
+    return []
+
+
+def start_problems(table: pd.DataFrame, run_date: str, config: PipelineConfig) -> list[str]:
+    """The forecast must start at the night `run_date` (local midnight in source.timezone):
+    no series' last input row (one step before its first forecast) at or after it, which would
+    mean the as-of cut did not hold, and the freshest series no staler than validation lets a
+    series be (validation.max_staleness steps): else the whole feed ended too early."""
+    if table.empty:
+        return []
+    timezone = config.source.timezone
+    offset = to_offset(config.frequency)
+    night = as_of_instant(run_date, timezone).tz_convert(timezone)
+    first = table.groupby("unique_id", sort=True)["ds"].min()
+    starts = pd.DatetimeIndex(first).tz_convert(timezone)
+    problems = []
+    late = (starts - offset) >= night
+    if late.any():
+        problems.append(
+            f"{int(late.sum())} series start after the night {run_date}: their input reached "
+            f"rows at or after its start (first: series {first.index[late][0]!r} starts at "
+            f"{format_local(starts[late][0], timezone)})"
+        )
+    limit = config.validation.max_staleness
+    if starts.max() < night - offset * limit:
+        problems.append(
+            f"the freshest series starts at {format_local(starts.max(), timezone)}, more than "
+            f"validation.max_staleness={limit} steps before the night {run_date}: the data ends "
+            "too early for this night"
+        )
+    return problems
+
+
 def quantile_summary(table: pd.DataFrame, quantiles: Sequence[float]) -> dict[str, object]:
     """The summary's quantile fields: the file's quantile columns and whether any is filled."""
     columns = [quantile_column(q) for q in sorted(quantiles)]
@@ -436,6 +580,10 @@ def predict_task(config: PipelineConfig, validated: ArtifactRef, run_date: str) 
     """Forecast tonight with the champion (or the fallback) and publish the file atomically."""
     logger = run_logger()
     store = store_for(config)
+    for leftover in store.remove_stale_staging("forecasts", config.name) + (
+        store.remove_stale_staging("artifacts")
+    ):
+        logger.warning("Removed %s: staged by a writer killed before its rename", leftover)
     forecaster, version, fallback = serving_forecaster(ModelRegistry(store, config.name), config)
     if fallback:
         logger.warning(
@@ -465,6 +613,10 @@ def predict_task(config: PipelineConfig, validated: ArtifactRef, run_date: str) 
     )
     skipped = {**validated_meta.get("set_aside", {}), **skipped}  # none dropped silently
     uri = forecast_uri(store, config.name, run_date)
+    previous = previous_forecast(store, config.name, run_date)
+    if problems := publish_problems(table, skipped, previous, config, run_date):
+        kept = "the file there is left as it was" if store.exists(uri) else "nothing was written"
+        raise PublishGuardError(f"Not publishing {uri}: {'; '.join(problems)}; {kept}")
     ref = store.write_table(
         "predict",
         version,

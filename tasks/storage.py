@@ -12,9 +12,11 @@ import hashlib
 import io
 import json
 import os
+import re
+import time
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import metadata as importlib_metadata
 from pathlib import Path, PurePosixPath
@@ -28,6 +30,14 @@ from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel, ConfigDict
 
 METADATA_KEY = b"forecast.artifact"
+
+STAGING_NAME = re.compile(r"\..+\.[0-9a-f]{32}\.tmp")
+"""A staged file's name: `.{name}.{uuid hex}.tmp` beside its target (see `staging_path`)."""
+
+STALE_STAGING_AGE = timedelta(hours=1)
+"""A staged file older than this is a leftover of a killed writer: a live writer renames its
+staged file as soon as the bytes are on disk (milliseconds; seconds for the largest forecast on
+a slow disk), so an hour is far beyond any write and still cleans up before the next night."""
 
 
 class ArtifactRef(BaseModel):
@@ -178,6 +188,29 @@ class ArtifactStore:
         """Delete a file or a whole folder under the root (retention only; see tasks/retention.py)."""
         self.fs.rm(path, recursive=self.fs.isdir(path))
 
+    def remove_stale_staging(
+        self, *parts: str, older_than: timedelta = STALE_STAGING_AGE
+    ) -> list[str]:
+        """Delete the staged files (`staging_path`) under `parts` last written more than
+        `older_than` ago: a writer killed between its write and its rename leaves one behind.
+        Returns the removed paths. Object stores stage nothing (one PUT), so there it is a no-op.
+        """
+        folder = Path(self.path(*parts))
+        if not self.is_local or not folder.is_dir():
+            return []
+        cutoff = time.time() - older_than.total_seconds()
+        removed = []
+        for path in sorted(folder.rglob(".*.tmp")):
+            if not STAGING_NAME.fullmatch(path.name):
+                continue
+            try:
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed.append(str(path))
+            except FileNotFoundError:  # another run's janitor got there first
+                continue
+        return removed
+
     def renew_identity(self) -> str:
         """A new random store id: every Prefect cache keyed on the old one (see `identity`) dies."""
         new_id = uuid.uuid4().hex
@@ -276,9 +309,14 @@ def artifact_metadata(schema: pa.Schema, uri: str) -> dict[str, Any]:
     return json.loads(raw)
 
 
+def staging_path(path: Path) -> Path:
+    """Where `path`'s new bytes are staged before the rename: hidden, unique per writer."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+
+
 def _atomic_local_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    staging = staging_path(path)
     try:
         with open(staging, "wb") as handle:
             handle.write(data)
