@@ -118,13 +118,6 @@ class ArtifactStore:
     def _to_path(self, uri: str) -> str:
         return self.fs._strip_protocol(uri)
 
-    def identity(self) -> str:
-        """A random id written once per store: caches keyed on it die with the store."""
-        uri = self.uri("store.json")
-        if not self.exists(uri):
-            self.write_json(uri, {"id": uuid.uuid4().hex, "created_at": datetime.now(UTC)})
-        return str(self.read_json(uri)["id"])
-
     def artifact_uri(self, step: str, key: str) -> str:
         return self.uri("artifacts", step, f"{key}.parquet")
 
@@ -177,12 +170,6 @@ class ArtifactStore:
     def remove(self, path: str) -> None:
         """Delete a file or a whole folder under the root (retention only; see tasks/retention.py)."""
         self.fs.rm(path, recursive=self.fs.isdir(path))
-
-    def renew_identity(self) -> str:
-        """A new random store id: every Prefect cache keyed on the old one (see `identity`) dies."""
-        new_id = uuid.uuid4().hex
-        self.write_json(self.uri("store.json"), {"id": new_id, "created_at": datetime.now(UTC)})
-        return new_id
 
     # -- tables -------------------------------------------------------------------------------
     def write_table(
