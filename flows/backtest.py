@@ -12,7 +12,9 @@ from tasks.storage import ArtifactRef
 from tasks.validate import validate_task
 
 
-@flow(name="backtest", flow_run_name=dated_run_name("backtest"), log_prints=True)
+@flow(
+    name="backtest", flow_run_name=dated_run_name("backtest"), log_prints=True, persist_result=False
+)
 def backtest_flow(config: PipelineConfig, run_date: str | None = None) -> ArtifactRef:
     """Ingest and validate the rows before the run date, then refit and score the model on
     every backtest fold."""

@@ -11,7 +11,12 @@ from tasks.runtime import dated_run_name, nights, resolve_run_date
 from tasks.validate import validate_task
 
 
-@flow(name="nightly-forecast", flow_run_name=dated_run_name("forecast"), log_prints=True)
+@flow(
+    name="nightly-forecast",
+    flow_run_name=dated_run_name("forecast"),
+    log_prints=True,
+    persist_result=False,
+)
 def forecast_flow(config: PipelineConfig, run_date: str | None = None) -> ForecastSummary:
     """Ingest the latest data, validate the rows before the run date, forecast every series,
     write that night's partition."""

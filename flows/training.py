@@ -16,7 +16,12 @@ from tasks.validate import validate_task
 from tasks.window import window_task
 
 
-@flow(name="prepare-data", flow_run_name=dated_run_name("prepare"), log_prints=True)
+@flow(
+    name="prepare-data",
+    flow_run_name=dated_run_name("prepare"),
+    log_prints=True,
+    persist_result=False,
+)
 def data_flow(config: PipelineConfig, run_date: str | None = None) -> ArtifactRef:
     """Ingest, validate the rows before the run date, normalize and window: the windows
     artifact that training reads."""
@@ -27,7 +32,7 @@ def data_flow(config: PipelineConfig, run_date: str | None = None) -> ArtifactRe
     return window_task(config, normalized)
 
 
-@flow(name="training", flow_run_name=dated_run_name("train"), log_prints=True)
+@flow(name="training", flow_run_name=dated_run_name("train"), log_prints=True, persist_result=False)
 def training_flow(config: PipelineConfig, run_date: str | None = None) -> Registration:
     """Prepare the data, train the LSTM, evaluate it against baselines, register it."""
     # resolved here: the data subflow's own start is not this (maybe scheduled) run's night

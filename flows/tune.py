@@ -22,7 +22,7 @@ from tasks.tune import (
 from tasks.window import window_task
 
 
-@flow(name="tune", flow_run_name=dated_run_name("tune"), log_prints=True)
+@flow(name="tune", flow_run_name=dated_run_name("tune"), log_prints=True, persist_result=False)
 def tuning_flow(
     config: PipelineConfig,
     trials: int | None = None,

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from prefect.cache_policies import CacheKeyFnPolicy
 from pydantic import BaseModel
 
 from lstm_model.forecasters import (
@@ -58,7 +57,6 @@ from tasks.config import PipelineConfig
 from tasks.normalize import encode_stat, load_normalized
 from tasks.registry import ModelRegistry, model_from_bytes
 from tasks.runtime import (
-    ARTIFACT_CACHE,
     StepResult,
     pipeline_task,
     produce_artifact,
@@ -549,14 +547,6 @@ def load_evaluation(
     return data, challenger
 
 
-def _champion_state(context: object, parameters: dict) -> str | None:
-    """Prefect cache key part: the champion the evaluation compares against."""
-    config = parameters.get("config")
-    if not isinstance(config, PipelineConfig):
-        return None
-    return str(ModelRegistry(store_for(config), config.name).champion_version())
-
-
 def evaluate_models(
     store: ArtifactStore,
     config: PipelineConfig,
@@ -584,9 +574,7 @@ def evaluate_models(
     )
 
 
-@pipeline_task(
-    "evaluate", cache_policy=ARTIFACT_CACHE + CacheKeyFnPolicy(cache_key_fn=_champion_state)
-)
+@pipeline_task("evaluate")
 def evaluate_task(
     config: PipelineConfig, windows: ArtifactRef, trained: ArtifactRef
 ) -> ArtifactRef:

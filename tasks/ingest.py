@@ -23,12 +23,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.spec import AbstractFileSystem
-from prefect.cache_policies import CacheKeyFnPolicy
 
 from tasks.config import PipelineConfig, SourceConfig
 from tasks.runtime import (
     StepResult,
-    artifact_cache_ignoring,
     pipeline_task,
     produce_artifact,
     run_logger,
@@ -588,15 +586,7 @@ def ingest_key(config: PipelineConfig, fingerprint: list[dict[str, Any]]) -> str
 
 
 # -- Prefect task ----------------------------------------------------------------------------
-def _source_state(context: Any, parameters: dict[str, Any]) -> str:
-    """Prefect cache key part: new or changed source files are never a cache hit."""
-    return content_key(source_fingerprint(parameters["config"].source))
-
-
-@pipeline_task(
-    "ingest",
-    cache_policy=artifact_cache_ignoring("run_date") + CacheKeyFnPolicy(cache_key_fn=_source_state),
-)
+@pipeline_task("ingest")
 def ingest_task(config: PipelineConfig, run_date: str) -> ArtifactRef:
     """Read the source into the long contract once per source state (any run date reuses it)."""
     fingerprint = source_fingerprint(config.source)

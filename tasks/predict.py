@@ -42,7 +42,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pandas.tseries.frequencies import to_offset
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from lstm_model.forecasters import Forecaster, quantile_column, series_first_rows
@@ -575,7 +574,7 @@ def summary_markdown(summary: ForecastSummary) -> str:
 
 # Never cached: a rerun of the same night must forecast again (the champion may have changed)
 # and replace that night's file whole.
-@pipeline_task("predict", task_run_name="predict-{config.name}-{run_date}", cache_policy=NO_CACHE)
+@pipeline_task("predict", task_run_name="predict-{config.name}-{run_date}")
 def predict_task(config: PipelineConfig, validated: ArtifactRef, run_date: str) -> ForecastSummary:
     """Forecast tonight with the champion (or the fallback) and publish the file atomically."""
     logger = run_logger()

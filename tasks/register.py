@@ -21,7 +21,6 @@ import math
 from datetime import datetime
 
 import pandas as pd
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from lstm_model.metrics import OVERALL
@@ -254,7 +253,7 @@ def decision_markdown(name: str, version: str, decision: Decision, champion: str
     )
 
 
-@pipeline_task("register", cache_policy=NO_CACHE)
+@pipeline_task("register")
 def register_task(
     config: PipelineConfig, windows: ArtifactRef, trained: ArtifactRef, evaluation: ArtifactRef
 ) -> Registration:

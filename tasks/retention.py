@@ -220,8 +220,8 @@ def collect_garbage(
 ) -> list[Removal]:
     """Plan, then (unless `dry_run`) delete. Returns the plan, in the order it was carried out.
 
-    Removing an artifact or model version also renews the store's identity: Prefect's cached
-    results are references to artifacts, and one that names a deleted file must be a miss.
+    A rerun that needed a removed artifact recomputes it: the store finds finished work by
+    content key, and a missing file is a miss (there is no Prefect cache to name it).
     """
     now = now or datetime.now(UTC)
     registry = read_registry_state(store)  # first: an unreadable lineage removes nothing
@@ -230,8 +230,6 @@ def collect_garbage(
         return removals
     for removal in removals:
         store.remove(removal.item.path)
-    if any(removal.item.kind in {"artifact", "model"} for removal in removals):
-        store.renew_identity()
     return removals
 
 

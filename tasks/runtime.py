@@ -7,91 +7,169 @@ to the standard logger and UI artifacts are skipped.
 
 from __future__ import annotations
 
+import errno
+import functools
 import logging
 import re
 from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from prefect import task
+import pyarrow as pa
+from prefect import Task
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
-from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy, CachePolicy, Inputs
+from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext, TaskRunContext, get_run_context
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
+from prefect.states import Completed, State
 from prefect.tasks import exponential_backoff
 
 from tasks.config import PipelineConfig
-from tasks.storage import ArtifactRef, ArtifactStore, code_version
+from tasks.storage import ArtifactError, ArtifactRef, ArtifactStore
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Prefect's result persistence and cache stay off for every step. A stored result record names
+# its own serializer, so whoever can write to the result folder could make a lookup unpickle
+# code (even for a JSON task); and a cached reference outlives the artifact it names, so a
+# damaged or deleted file would be handed downstream on every rerun. The artifact store gives
+# the skip-what-is-done behaviour instead: `produce_artifact` reuses an artifact only after
+# reading it back whole, and a task that only reused artifacts ends in a "Cached" state.
+_PREFECT_RESULT_OPTIONS = frozenset(
+    {
+        "cache_policy",
+        "cache_key_fn",
+        "cache_expiration",
+        "refresh_cache",
+        "persist_result",
+        "result_storage",
+        "result_storage_key",
+        "result_serializer",
+    }
+)
+
+# Within one task run: True for each artifact reused, False for each one written.
+_ARTIFACT_USES: ContextVar[list[bool] | None] = ContextVar("artifact_uses", default=None)
+
+
+class PipelineTask(Task):
+    """A Prefect task whose direct call returns the step's value also when its run ended in
+    the "Cached" state the step returned (Prefect would hand the State itself back)."""
+
+    def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
+        outcome = super().__call__(*args, return_state=return_state, **kwargs)
+        if isinstance(outcome, State) and not return_state:
+            return outcome.result()
+        return outcome
+
 
 def pipeline_task(name: str, **options: Any) -> Callable[[F], F]:
-    """The `@task` every step uses: results are small JSON references, never pickles."""
+    """The `@task` every step uses: no Prefect result is ever written or read (see above)."""
+    refused = sorted(_PREFECT_RESULT_OPTIONS & options.keys())
+    if refused:
+        raise TypeError(
+            f"pipeline task {name!r}: {', '.join(refused)} not allowed; steps never persist or "
+            "look up Prefect results (the artifact store skips finished work)"
+        )
     defaults: dict[str, Any] = {
         "name": name,
         "task_run_name": name + "-{config.name}",
-        "result_serializer": "json",
-        "persist_result": True,
-        "cache_policy": ARTIFACT_CACHE,
+        "persist_result": False,
+        "cache_policy": NO_CACHE,
         "retries": 3,
         "retry_delay_seconds": exponential_backoff(backoff_factor=2),
         "retry_condition_fn": retry_transient_io_only,
     }
-    return task(**{**defaults, **options})  # type: ignore[return-value]
+
+    def decorate(fn: F) -> F:
+        step = PipelineTask(fn=_shown_cached_when_reused(fn), **{**defaults, **options})
+        return step  # type: ignore[return-value]
+
+    return decorate
 
 
-def _store_identity(context: Any, parameters: dict[str, Any]) -> str | None:
-    """The identity of the artifact store the task writes to (see `ArtifactStore.identity`)."""
-    config = parameters.get("config")
-    return store_for(config).identity() if isinstance(config, PipelineConfig) else None
+def _shown_cached_when_reused(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn` as a task body whose run is named "Cached" in the UI when every artifact it
+    produced was already in the store (the rerun of a finished step); outside its own task
+    run (a notebook calling `task.fn()`) it returns the plain value."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        uses: list[bool] = []
+        token = _ARTIFACT_USES.set(uses)
+        try:
+            value = fn(*args, **kwargs)
+        finally:
+            _ARTIFACT_USES.reset(token)
+        context = TaskRunContext.get()
+        if uses and all(uses) and context is not None and context.task.fn is run:
+            return Completed(name="Cached", data=value, message="artifact already in the store")
+        return value
+
+    return run
 
 
-def _code_version(context: Any, parameters: dict[str, Any]) -> str:
-    """The project's code version: TASK_SOURCE hashes only the @task wrapper, not what it calls."""
-    return code_version()
+def _note_artifact(reused: bool) -> None:
+    uses = _ARTIFACT_USES.get()
+    if uses is not None:
+        uses.append(reused)
 
 
-# Rerunning a flow skips the tasks whose inputs and code are unchanged (Prefect's own cache, so
-# the UI shows them as Cached). The store's identity is part of the key: a cached result is a
-# reference to an artifact, and after the store is wiped or replaced it must not be trusted. The
-# code version is too: a fix in lstm_model/ or in a step function must rerun the same night.
-ARTIFACT_CACHE = (
-    INPUTS
-    + TASK_SOURCE
-    + CacheKeyFnPolicy(cache_key_fn=_store_identity)
-    + CacheKeyFnPolicy(cache_key_fn=_code_version)
+# Errors that retrying cannot fix: a full disk or quota, a read-only store, a refused or missing
+# file, and corrupt data (ArtifactError; pyarrow's own errors, including the errno-less OSError
+# it raises for a failed page checksum or an unreadable footer). Found anywhere in the chain of
+# causes, so a library's wrapper around ENOSPC is not retried either. Timeouts, connection
+# errors and other I/O errors (a flaky network filesystem or object store) are retried.
+_PERMANENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+_PERMANENT_ERRORS = (
+    ArtifactError,
+    pa.ArrowException,
+    FileNotFoundError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
 )
 
 
-def artifact_cache_ignoring(*parameters: str) -> CachePolicy:
-    """ARTIFACT_CACHE without some inputs (a run date that must not split the cache).
-
-    Built afresh: subtracting from a compound policy in Prefect 3.9 adds a second Inputs policy
-    and keeps the first, so `ARTIFACT_CACHE - "run_date"` would still hash the run date.
-    """
-    return (
-        Inputs(exclude=list(parameters))
-        + TASK_SOURCE
-        + CacheKeyFnPolicy(cache_key_fn=_store_identity)
-        + CacheKeyFnPolicy(cache_key_fn=_code_version)
-    )
+def _causes(error: BaseException) -> list[BaseException]:
+    """`error` and what it was raised from or during, each once."""
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and not any(current is seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
 
 
-# I/O errors worth retrying: a flaky network filesystem or object store. A missing, refused or
-# corrupt file (ArtifactError, DataValidationError...) fails at once: retrying cannot fix it.
-_PERMANENT_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+def _raised_in_pyarrow(error: BaseException) -> bool:
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    return frame is not None and "pyarrow" in Path(frame.tb_frame.f_code.co_filename).parts
+
+
+def _is_permanent(error: BaseException) -> bool:
+    if isinstance(error, _PERMANENT_ERRORS):
+        return True
+    if isinstance(error, OSError):
+        return error.errno in _PERMANENT_ERRNOS or (
+            error.errno is None and _raised_in_pyarrow(error)
+        )
+    return False
 
 
 def is_transient_io_error(error: BaseException) -> bool:
-    if isinstance(error, _PERMANENT_OS_ERRORS):
+    """Whether retrying might help: an I/O error, none of whose causes is permanent."""
+    if any(_is_permanent(cause) for cause in _causes(error)):
         return False
     return isinstance(error, (TimeoutError, ConnectionError, OSError))
 
@@ -121,19 +199,26 @@ def produce_artifact(
     compute: Callable[[ArtifactStore], StepResult],
 ) -> ArtifactRef:
     """The step protocol in one place: the artifact for this content key if a run already
-    wrote a readable one, else `compute(store)` written as that artifact with its metadata.
+    wrote one that reads back whole, else `compute(store)` written as that artifact with its
+    metadata (replacing a damaged one, with a warning naming the file).
 
     The key covers the step's settings, its inputs' checksums and the code version, so a hit
     is the same work already done.
     """
     store = store_for(config)
-    if (done := store.find(step, key)) is not None:
+    done = store.find(
+        step, key, on_damaged=lambda why: run_logger().warning("%s; recomputing it", why)
+    )
+    if done is not None:
         run_logger().info("%s: already done for these inputs and code, reusing %s", step, done.uri)
+        _note_artifact(reused=True)
         return done
     frame, extra = compute(store)
-    return store.write_table(
+    written = store.write_table(
         step, key, frame, config_hash=config.digest(), inputs=inputs, extra=extra
     )
+    _note_artifact(reused=False)
+    return written
 
 
 def in_prefect_run() -> bool:

@@ -15,7 +15,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import metadata as importlib_metadata
@@ -128,13 +128,6 @@ class ArtifactStore:
     def _to_path(self, uri: str) -> str:
         return self.fs._strip_protocol(uri)
 
-    def identity(self) -> str:
-        """A random id written once per store: caches keyed on it die with the store."""
-        uri = self.uri("store.json")
-        if not self.exists(uri):
-            self.write_json(uri, {"id": uuid.uuid4().hex, "created_at": datetime.now(UTC)})
-        return str(self.read_json(uri)["id"])
-
     def artifact_uri(self, step: str, key: str) -> str:
         return self.uri("artifacts", step, f"{key}.parquet")
 
@@ -211,12 +204,6 @@ class ArtifactStore:
                 continue
         return removed
 
-    def renew_identity(self) -> str:
-        """A new random store id: every Prefect cache keyed on the old one (see `identity`) dies."""
-        new_id = uuid.uuid4().hex
-        self.write_json(self.uri("store.json"), {"id": new_id, "created_at": datetime.now(UTC)})
-        return new_id
-
     # -- tables -------------------------------------------------------------------------------
     def write_table(
         self,
@@ -289,24 +276,57 @@ class ArtifactStore:
             current = ArtifactRef(**meta["inputs"][0]) if meta["inputs"] else None
         return chain
 
-    def find(self, step: str, key: str) -> ArtifactRef | None:
-        """The existing artifact for a content key, if a previous run wrote a readable one."""
+    # -- finding finished work (the cache) ------------------------------------------------------
+    def find(
+        self, step: str, key: str, on_damaged: Callable[[str], None] | None = None
+    ) -> ArtifactRef | None:
+        """The existing artifact for a content key, if a previous run wrote one that reads back
+        whole: every page checksum, its own step and key in its metadata, and every file its
+        metadata references with a sha256 (a trained model, a validation's future rows).
+
+        Anything less is a damaged leftover: None (it is rewritten, never trusted), and
+        `on_damaged` is told why, naming the file.
+        """
         uri = self.artifact_uri(step, key)
-        if not self.exists(uri):
-            return None
-        data = self.read_bytes(uri)
+        try:
+            data = self.read_bytes(uri)
+        except ArtifactError:
+            return None  # not written yet (or removed): nothing to say
         try:
             table = parquet_bytes_to_table(data, uri)
-        except ArtifactError:
-            return None  # a damaged leftover is rewritten, not trusted
+            meta = artifact_metadata(table.schema, uri)
+            if (meta.get("step"), meta.get("key")) != (step, key):
+                raise ArtifactError(f"{uri}: its metadata names another artifact")
+            for companion in referenced_files(meta):
+                self.read_verified(companion)
+        except ArtifactError as err:
+            if on_damaged is not None:
+                on_damaged(f"damaged artifact {uri}: {err}")
+            return None
         return ArtifactRef(uri=uri, sha256=sha256_bytes(data), rows=table.num_rows)
+
+
+def referenced_files(meta: Mapping[str, Any]) -> list[ArtifactRef]:
+    """The files an artifact's metadata points to with a checksum, other than its inputs (the
+    upstream artifacts, which their own steps check)."""
+    return [
+        ArtifactRef(**value)
+        for name, value in meta.items()
+        if name != "inputs" and isinstance(value, dict) and {"uri", "sha256"} <= value.keys()
+    ]
 
 
 def artifact_metadata(schema: pa.Schema, uri: str) -> dict[str, Any]:
     raw = (schema.metadata or {}).get(METADATA_KEY)
     if raw is None:
         raise ArtifactError(f"{uri}: Parquet file has no forecast artifact metadata")
-    return json.loads(raw)
+    try:
+        meta = json.loads(raw)
+    except ValueError as err:
+        raise ArtifactError(f"{uri}: its artifact metadata is not valid JSON ({err})") from err
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{uri}: its artifact metadata is not a JSON object")
+    return meta
 
 
 def staging_path(path: Path) -> Path:

@@ -30,7 +30,6 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
-from prefect.cache_policies import NONE
 from pydantic import BaseModel
 
 from lstm_model.forecasters import Forecaster, SeasonalNaive, actuals, model_forecaster
@@ -39,14 +38,15 @@ from tasks.config import PipelineConfig, with_overrides
 from tasks.evaluate import EvaluationData, evaluation_data
 from tasks.normalize import load_normalized
 from tasks.runtime import (
-    artifact_cache_ignoring,
+    StepResult,
     pipeline_task,
+    produce_artifact,
     publish_markdown,
     publish_table,
     run_logger,
     store_for,
 )
-from tasks.storage import ArtifactError, ArtifactRef, ArtifactStore
+from tasks.storage import ArtifactError, ArtifactRef, ArtifactStore, code_version, content_key
 from tasks.window import WindowedData, load_windows
 
 TRIAL_SETTINGS: dict[str, dict[str, Any]] = {"training": {"refit": False, "ensemble_size": 1}}
@@ -636,23 +636,32 @@ def normalized_input_task(config: PipelineConfig, windows: ArtifactRef) -> Artif
     return normalized_input(store_for(config), windows)
 
 
-@pipeline_task(
-    "tune-trial",
-    task_run_name="tune-trial-{trial}",
-    cache_policy=artifact_cache_ignoring("trial"),
-)
+def trial_key(config: PipelineConfig, windows: ArtifactRef) -> str:
+    """Content key of a trial's score: its whole config (the trial's settings), its windows and
+    the code; not its number, so a later study proposing the same settings reuses the score."""
+    return content_key("tune-trial", config.digest(), windows.sha256, code_version())
+
+
+@pipeline_task("tune-trial", task_run_name="tune-trial-{trial}")
 def tune_trial(config: PipelineConfig, windows: ArtifactRef, trial: int) -> float:
-    """Train one trial's configuration and return its validation MASE (original units)."""
-    began = time.perf_counter()
-    data = load_tuning_data(store_for(config), windows, config.evaluation.season_length)
-    mase = validation_mase(data, config)
-    run_logger().info(
-        "trial %d: validation MASE %.4f in %.0f s", trial, mase, time.perf_counter() - began
-    )
-    return mase
+    """Train one trial's configuration and return its validation MASE (original units); a score
+    the store already holds for the same settings, windows and code is read back instead."""
+
+    def compute(store: ArtifactStore) -> StepResult:
+        began = time.perf_counter()
+        data = load_tuning_data(store, windows, config.evaluation.season_length)
+        mase = validation_mase(data, config)
+        run_logger().info(
+            "trial %d: validation MASE %.4f in %.0f s", trial, mase, time.perf_counter() - began
+        )
+        return pd.DataFrame({"validation_mase": [mase]}), {}
+
+    score = produce_artifact(config, "tune-trial", trial_key(config, windows), [windows], compute)
+    frame, _ = store_for(config).read_table(score)
+    return float(frame["validation_mase"].iloc[0])
 
 
-@pipeline_task("tune-report", task_run_name="tune-report-{config.name}", cache_policy=NONE)
+@pipeline_task("tune-report", task_run_name="tune-report-{config.name}")
 def tune_report_task(
     config: PipelineConfig,
     plan: StudyPlan,

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pandas as pd
 import pytest
 
 from tasks.ingest import IngestError
@@ -23,7 +24,7 @@ from tasks.runtime import (
 )
 from tasks.storage import ArtifactError
 from tasks.validate import DataValidationError
-from tests.support import REPO
+from tests.support import REPO, small_config
 
 
 @pytest.mark.parametrize(
@@ -99,12 +100,11 @@ def test_artifact_keys_are_lowercase_dashes() -> None:
 @pytest.mark.usefixtures("prefect_harness")
 def test_pipeline_tasks_retry_transient_io_but_fail_fast_on_a_corrupt_file() -> None:
     from prefect import flow
-    from prefect.cache_policies import NO_CACHE
 
     from tasks.runtime import pipeline_task
 
     calls = {"flaky": 0, "corrupt": 0}
-    options = {"retry_delay_seconds": 0, "cache_policy": NO_CACHE, "persist_result": False}
+    options = {"retry_delay_seconds": 0}
 
     @pipeline_task("flaky", task_run_name="flaky", **options)
     def flaky() -> int:
@@ -126,31 +126,13 @@ def test_pipeline_tasks_retry_transient_io_but_fail_fast_on_a_corrupt_file() -> 
     assert calls == {"flaky": 3, "corrupt": 1}
 
 
-def probe_step(x: int) -> int:
-    return x + 1
+def test_a_pipeline_task_refuses_prefect_result_options() -> None:
+    from prefect.cache_policies import INPUTS
 
+    from tasks.runtime import pipeline_task
 
-@pytest.mark.parametrize("policy", ["ARTIFACT_CACHE", "artifact_cache_ignoring"])
-def test_the_cache_key_changes_with_the_code_version(policy: str, monkeypatch) -> None:
-    """Same task, same inputs, same store: only the code version differs, and so does the key."""
-    from types import SimpleNamespace
-
-    import tasks.runtime as runtime
-
-    probe = runtime.pipeline_task("probe")(probe_step)
-    context = SimpleNamespace(task=probe)
-    cache = (
-        runtime.ARTIFACT_CACHE
-        if policy == "ARTIFACT_CACHE"
-        else runtime.artifact_cache_ignoring("y")
-    )
-
-    def key(version: str) -> str | None:
-        monkeypatch.setattr(runtime, "code_version", lambda: version)
-        return cache.compute_key(context, {"x": 1, "y": 2}, {})
-
-    assert key("0.1.0+aaaaaaaaaaaa") == key("0.1.0+aaaaaaaaaaaa")
-    assert key("0.1.0+aaaaaaaaaaaa") != key("0.1.0+bbbbbbbbbbbb")
+    with pytest.raises(TypeError, match="'probe': cache_policy, persist_result not allowed"):
+        pipeline_task("probe", persist_result=True, cache_policy=INPUTS)
 
 
 VERSION_OF_COPY = "from tasks.storage import code_version; print(code_version())"
@@ -182,7 +164,8 @@ def test_editing_the_core_changes_the_code_version_so_a_cached_task_reruns(
     from prefect import flow
 
     import tasks.runtime as runtime
-    from tasks.storage import code_version
+    import tasks.storage as storage
+    from tasks.storage import ArtifactRef, ArtifactStore, code_version, content_key
 
     root = tmp_path / "project"
     for package in ("lstm_model", "tasks", "flows"):
@@ -205,18 +188,27 @@ def test_editing_the_core_changes_the_code_version_so_a_cached_task_reruns(
     assert copied_code_version(root) not in {unedited, fixed}
 
     calls = []
+    config = small_config(tmp_path / "unread.parquet", tmp_path / "store")
 
     @runtime.pipeline_task("probe", task_run_name="probe")
-    def probe(x: int) -> int:
-        calls.append(x)
-        return x + 1
+    def probe(x: int) -> ArtifactRef:
+        def compute(store: ArtifactStore) -> runtime.StepResult:
+            calls.append(x)
+            return pd.DataFrame({"y": [x + 1]}), {}
+
+        # as every step's key does, with the code version read when the task runs
+        key = content_key("probe", x, storage.code_version())
+        return runtime.produce_artifact(config, "probe", key, [], compute)
 
     @flow
-    def rerun() -> str:
-        return probe(1, return_state=True).name
+    def rerun() -> tuple[str, ArtifactRef, ArtifactRef]:
+        state = probe(1, return_state=True)
+        return state.name, state.result(), probe(1)  # a direct call returns the reference
 
-    monkeypatch.setattr(runtime, "code_version", lambda: unedited)
-    assert [rerun(), rerun()] == ["Completed", "Cached"]
-    monkeypatch.setattr(runtime, "code_version", lambda: fixed)  # the same night, after the fix
-    assert [rerun(), rerun()] == ["Completed", "Cached"]
+    monkeypatch.setattr(storage, "code_version", lambda: unedited)
+    first, again = rerun(), rerun()
+    assert (first[0], again[0]) == ("Completed", "Cached")
+    assert first[1] == first[2] == again[1] == again[2]
+    monkeypatch.setattr(storage, "code_version", lambda: fixed)  # the same night, after the fix
+    assert [rerun()[0], rerun()[0]] == ["Completed", "Cached"]
     assert calls == [1, 1]
