@@ -1004,10 +1004,11 @@ def length_check(
 def split_windows_check(
     frame: pd.DataFrame, config: PipelineConfig, cutoffs: SplitCutoffs | None
 ) -> CheckResult:
-    """Training, on the gap-filled frame: train, validation and test must each hold a whole window, counted as the window
-    step counts them (`split_window_starts` at the same common cutoffs, series without a train
-    row left out as normalize leaves them out), so that what validation passes can be trained,
-    early-stopped and scored; the detail gives the split sizes and the steps series need."""
+    """Training, on the gap-filled frame: train, validation and test must each hold a whole
+    window, counted as the window step counts them (`split_window_starts` at the same common
+    cutoffs, series without a train row left out as normalize leaves them out), so that what
+    validation passes can be trained, early-stopped and scored; the detail gives the split
+    sizes and the steps series need."""
     spec, split = window_spec(config), config.split
     instants = frame.loc[~frame[IMPUTED], "ds"].nunique()  # observed steps set the cutoffs
     need = spec.rows_per_split()
