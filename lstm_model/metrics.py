@@ -243,7 +243,10 @@ def metrics_table(
     training rows). Returns one row per (model, series) plus a `__overall__` row per model,
     with the columns model, unique_id, mae, rmse, smape, mase. Overall rows pool every window
     (a series with more windows weighs more); overall MASE averages each window's MAE over its
-    own series' scale, leaving out series whose scale is 0 or NaN (MASE undefined: NaN).
+    own series' scale. A series whose scale is 0 or NaN (a constant or too short training
+    history) has no MASE (NaN), and neither has any group holding it, the overall row
+    included: an overall score never silently averages over only the series that have one
+    (`unscored_series` names those without).
 
     With `quantiles`, the table also has `quantile_metric_columns(quantiles)`: `spl` (the
     pinball loss over the MASE scale, per series and overall exactly as MASE) and each
@@ -295,17 +298,26 @@ def metrics_table(
     return table.astype({"model": str, "unique_id": str})
 
 
+def unscored_series(table: pd.DataFrame, models: Sequence[str]) -> dict[str, list[str]]:
+    """Per model of `models` in a `metrics_table`, the series whose MASE is not finite: they
+    make the model's overall MASE NaN, and an evaluation must say which and why."""
+    rows = table[table["model"].isin(list(models)) & (table["unique_id"] != OVERALL)]
+    bad = rows[~np.isfinite(rows["mase"].to_numpy(dtype=np.float64))]
+    return {str(m): sorted(group["unique_id"].astype(str)) for m, group in bad.groupby("model")}
+
+
 def _window_scaled(
     groups: np.ndarray, n_groups: int, per_window: np.ndarray, window_scale: np.ndarray
 ) -> np.ndarray:
-    """Per group, the mean over its windows of a window's error over its series' scale, leaving
-    out windows of series whose scale is 0 or NaN (NaN when none is left): MASE's averaging."""
+    """Per group, the mean over its windows of a window's error over its series' scale: NaN
+    when any of its windows belongs to a series whose scale is 0, NaN or inf (MASE undefined
+    there, so undefined for the group: never a mean over the other windows)."""
     usable = (window_scale > 0) & np.isfinite(window_scale)
-    scaled = np.divide(per_window, window_scale, out=np.zeros(len(per_window)), where=usable)
-    usable_windows = np.bincount(groups, weights=usable.astype(np.float64), minlength=n_groups)
+    scaled = np.divide(per_window, window_scale, out=np.full(len(per_window), np.nan), where=usable)
+    windows = np.bincount(groups, minlength=n_groups)
     total = np.bincount(groups, weights=scaled, minlength=n_groups)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(usable_windows > 0, total / usable_windows, np.nan)
+        return np.where(windows > 0, total / windows, np.nan)
 
 
 def _grouped_quantile_metrics(
@@ -346,15 +358,16 @@ def _grouped_metrics(
     """Every metric per group of windows in one pass (np.bincount), not one mask per series.
 
     Same definitions as `mae`, `rmse`, `smape` over all the group's values, and MASE as the
-    mean over the group's windows of window MAE / series scale (windows of series whose scale
-    is 0 or NaN left out; NaN when none is left).
+    mean over the group's windows of window MAE / series scale (NaN when a window's series has
+    a scale of 0 or NaN).
     """
     n = len(errors)
     errors = errors.reshape(n, -1)
     y_true = y_true.reshape(n, -1)
     absolute = np.abs(errors)
     denominator = np.abs(y_true) + np.abs(y_true + errors)
-    ratio = np.divide(absolute, denominator, out=np.zeros_like(absolute), where=denominator > 0)
+    with np.errstate(invalid="ignore"):  # inf / inf: NaN, as it should be
+        ratio = np.divide(absolute, denominator, out=np.zeros_like(absolute), where=denominator > 0)
     values = np.bincount(groups, minlength=n_groups) * errors.shape[1]
 
     def total(per_window: np.ndarray) -> np.ndarray:

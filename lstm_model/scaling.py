@@ -22,6 +22,12 @@ ID_COLUMN = "unique_id"
 # (np.std of [0.1, 0.1, 0.1] is ~1e-17, not 0): dividing by it would blow values up to ~1e16.
 _RELATIVE_ZERO_SPREAD = 1e-12
 
+MAX_STATISTIC = 1e30
+"""Largest |offset| or scale a series may have. The model reads and writes float32 (largest
+3.4e38): a forecast is the model's output times the scale plus the offset, so statistics beyond
+this leave too little head room for an output of a few units, and no real series lives there
+(1e30 riders, euros or kWh); such statistics come from corrupt values (1e300, a unit error)."""
+
 
 @dataclass(frozen=True, eq=False)
 class SeriesScaler:
@@ -53,8 +59,10 @@ class SeriesScaler:
     # -- lookups ------------------------------------------------------------------------------
     @property
     def series(self) -> tuple[str, ...]:
-        """The series the scaler knows (those with training rows), sorted."""
-        return tuple(str(uid) for uid in self.unique_ids)
+        """The series the scaler can scale (those with training rows and usable statistics:
+        see `unusable`), sorted: a forecaster supports only these."""
+        unusable = self.unusable()
+        return tuple(str(uid) for uid in self.unique_ids if str(uid) not in unusable)
 
     def series_index(self, unique_ids: np.ndarray | pd.Series | Sequence[str]) -> np.ndarray:
         """Row of each id in the statistics; unknown series raise a KeyError that names them."""
@@ -68,6 +76,12 @@ class SeriesScaler:
                 f"({len(self.unique_ids)} series known): it had no training rows"
             )
         return index
+
+    def unusable(self) -> dict[str, str]:
+        """Series whose statistics cannot bring a forecast back to finite original units, with
+        the reason: a forecast sets them aside (a scaler saved before training left such series
+        out may still hold them)."""
+        return unusable_statistics(self.unique_ids, self.columns, self.offset, self.scale)
 
     def column_index(self, column: str) -> int:
         try:
@@ -190,33 +204,77 @@ class SeriesScaler:
 def fit_scaler(
     frame: pd.DataFrame, columns: Sequence[str], method: ScalingMethod = "standard"
 ) -> SeriesScaler:
-    """Fit per-series statistics of `columns` on the rows given (pass training rows only)."""
+    """Fit per-series statistics of `columns` on the rows given (pass training rows only).
+
+    Raises ValueError naming a series whose statistics are unusable (see `fit_usable_scaler`)."""
+    scaler, unusable = fit_usable_scaler(frame, columns, method)
+    if unusable:
+        series, why = next(iter(unusable.items()))
+        raise ValueError(f"cannot fit the scaler: series {series!r}: {why}")
+    return scaler
+
+
+def fit_usable_scaler(
+    frame: pd.DataFrame, columns: Sequence[str], method: ScalingMethod = "standard"
+) -> tuple[SeriesScaler, dict[str, str]]:
+    """Per-series statistics of `columns`, leaving out (with the reason, by id) every series
+    whose statistics are not finite or beyond MAX_STATISTIC: training goes on without them."""
     if method not in METHODS:
         raise ValueError(f"scaling method must be one of {METHODS}, got {method!r}")
     columns = tuple(columns)
     missing = [c for c in (ID_COLUMN, *columns) if c not in frame.columns]
     if missing:
         raise KeyError(f"frame lacks column(s) {missing} to fit the scaler on")
-    grouped = frame[[ID_COLUMN, *columns]].astype({c: np.float64 for c in columns})
-    grouped = grouped.groupby(ID_COLUMN, sort=True, observed=True)[list(columns)]
+    ids = frame[ID_COLUMN]
+    values = frame[list(columns)].astype(np.float64)
+    # Statistics of values divided by their series' largest |value|, scaled back after: squares
+    # of 1e300 overflow to inf, so a plain std of a 1e300 / -1e300 pair would be inf, not 1e300.
+    peak = values.abs().groupby(ids, sort=True, observed=True).max()
+    peak = peak.where((peak > 0) & np.isfinite(peak), 1.0)
+    grouped = (values / peak.reindex(ids.to_numpy()).to_numpy()).groupby(ids.to_numpy(), sort=True)
     if method == "standard":
-        offset, spread = grouped.mean(), grouped.std(ddof=0)
+        offset, spread = grouped.mean() * peak.to_numpy(), grouped.std(ddof=0) * peak.to_numpy()
     else:
-        offset = grouped.min()
-        spread = grouped.max() - offset
+        offset = grouped.min() * peak.to_numpy()
+        spread = (grouped.max() - grouped.min()) * peak.to_numpy()
+    unique_ids = offset.index.to_numpy(dtype=object).astype(str)
     offset_values = offset.to_numpy(dtype=np.float64)
     spread_values = spread.reindex(offset.index).to_numpy(dtype=np.float64)
-    if not np.isfinite(offset_values).all():
-        series, column = np.argwhere(~np.isfinite(offset_values))[0]
-        raise ValueError(
-            f"cannot fit the scaler: series {offset.index[series]!r} has no finite training "
-            f"value in column {columns[column]!r}"
-        )
+    unusable = unusable_statistics(unique_ids, columns, offset_values, spread_values)
+    keep = ~np.isin(unique_ids, list(unusable))
+    offset_values, spread_values = offset_values[keep], spread_values[keep]
     constant = spread_values <= _RELATIVE_ZERO_SPREAD * np.maximum(1.0, np.abs(offset_values))
-    return SeriesScaler(
+    scaler = SeriesScaler(
         method=method,
         columns=columns,
-        unique_ids=offset.index.to_numpy(dtype=object).astype(str),
+        unique_ids=unique_ids[keep],
         offset=offset_values,
         scale=np.where(constant, 1.0, spread_values),
     )
+    return scaler, unusable
+
+
+def unusable_statistics(
+    unique_ids: np.ndarray, columns: Sequence[str], offset: np.ndarray, scale: np.ndarray
+) -> dict[str, str]:
+    """Series (rows of `offset` and `scale`) whose statistics are not finite or beyond
+    MAX_STATISTIC, with the first such statistic as the reason."""
+    reasons: dict[str, str] = {}
+    for name, values in (("offset", offset), ("scale", scale)):
+        with np.errstate(invalid="ignore"):
+            bad = ~(np.abs(values) <= MAX_STATISTIC)  # NaN compares False: bad too
+        for row, col in zip(*np.nonzero(bad), strict=True):
+            series = str(unique_ids[row])
+            if series in reasons:
+                continue
+            value, column = float(values[row, col]), columns[col]
+            if np.isnan(value) and name == "offset":
+                reasons[series] = f"no finite training value in column {column!r}"
+            elif np.isfinite(value):
+                reasons[series] = (
+                    f"column {column!r} has a {name} of {value:.3g}, beyond {MAX_STATISTIC:g} "
+                    "(absurd training values)"
+                )
+            else:
+                reasons[series] = f"column {column!r} has a {name} of {value} (not finite)"
+    return reasons

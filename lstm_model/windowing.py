@@ -33,6 +33,15 @@ class WindowSpec:
     def length(self) -> int:
         return self.look_back + self.horizon
 
+    def rows_per_split(self) -> dict[str, int]:
+        """Rows of each split a series needs for one whole window of that split, by the rules
+        of `split_window_starts`: a training window lies wholly in train rows; a validation or
+        test window needs `horizon` target rows in its split (inputs come from earlier rows),
+        plus stride - 1 more, as windows start every `stride` rows from the series' first row.
+        """
+        evaluation = self.horizon + self.stride - 1
+        return {"train": self.length, "validation": evaluation, "test": evaluation}
+
 
 def segment_bounds(segment_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Start offsets and lengths of the runs of equal consecutive values in `segment_ids`."""

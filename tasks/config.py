@@ -310,6 +310,15 @@ class ValidationConfig(_Section):
         le=1,
         description="Forecasting: the night fails when more than this share of series is set aside.",
     )
+    max_magnitude_ratio: float | None = Field(
+        1e6,
+        gt=1,
+        description="A y or covariate value farther from its series' median than this many times "
+        "the series' typical magnitude (the larger of its interquartile range and |median|; for "
+        "a mostly-zero series its median non-zero |value|) is absurd, a corrupt or mis-scaled "
+        "value such as 1e300: training fails naming the rows, a forecast sets the series "
+        "aside. None: no check.",
+    )
     max_failed_rows_shown: int = Field(5, ge=1, le=100)
     extra_expectations: list[dict[str, Any]] = Field(
         default_factory=list,

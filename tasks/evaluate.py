@@ -46,6 +46,7 @@ from lstm_model.metrics import (
     metrics_table,
     quantile_positions,
     seasonal_naive_scales,
+    unscored_series,
 )
 from lstm_model.statistical import (
     DEFAULT_MAX_HISTORY,
@@ -323,6 +324,34 @@ def evaluate_forecasters(
     return metrics, forecasts, comparison, data, sample
 
 
+def unscored_reason(scale: float | None, model: str) -> str:
+    """Why a series has no MASE: its seasonal-naive scale, or else `model`'s forecast."""
+    if scale is None or np.isnan(scale):
+        return "no seasonal-naive scale (at most evaluation.season_length training rows)"
+    if scale == 0:
+        return "constant training rows (seasonal-naive scale 0)"
+    if not np.isfinite(scale):
+        return "seasonal-naive scale not finite (absurd training values)"
+    return f"the {model} forecast is not finite"
+
+
+def require_scores(metrics: pd.DataFrame, scales: pd.Series, models: Sequence[str]) -> None:
+    """Fail naming each series without a finite MASE for one of `models` (the challenger and
+    the gate's baseline): their overall MASE would not cover every series, and the gate must
+    never promote on the series that happen to have a score."""
+    reasons: dict[str, str] = {}
+    for model, series in unscored_series(metrics, models).items():
+        for series_id in series:
+            reasons.setdefault(series_id, unscored_reason(scales.get(series_id), model))
+    if reasons:
+        shown = "; ".join(f"{sid!r}: {why}" for sid, why in list(reasons.items())[:10])
+        more = f" (and {len(reasons) - 10} more)" if len(reasons) > 10 else ""
+        raise ValueError(
+            f"evaluation: {len(reasons)} test series have no finite MASE, so no overall MASE "
+            f"covers every series and the gate cannot decide: {shown}{more}"
+        )
+
+
 def _present(quantile_forecasts: dict[str, np.ndarray | None]) -> dict[str, np.ndarray]:
     return {name: values for name, values in quantile_forecasts.items() if values is not None}
 
@@ -417,8 +446,11 @@ def configured_budget(config: PipelineConfig) -> BaselineBudget:
 
 def plot_forecasts(
     data: EvaluationData, forecasts: dict[str, np.ndarray], look_back: int, n_series: int
-) -> bytes:
-    """PNG of the last test window of a few series: history, actuals and each forecast."""
+) -> bytes | None:
+    """PNG of the last test window of `n_series` series: history, actuals and each forecast;
+    None (no plot) for 0 series (`evaluation.plot_series = 0`) or no test window."""
+    if n_series < 1 or not len(data.ends):
+        return None
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers and workers
@@ -563,7 +595,7 @@ def evaluate_models(
     champion = (
         registry.forecaster(champion_version, for_evaluation=True) if champion_version else None
     )
-    return evaluate_forecasters(
+    metrics, forecasts, comparison, scored, sample = evaluate_forecasters(
         data,
         challenger,
         configured_baselines(config, challenger.horizon),
@@ -572,6 +604,9 @@ def evaluate_models(
         configured_budget(config),
         config.model.forecast_quantiles,
     )
+    gate = config.evaluation.gate_must_beat
+    require_scores(metrics, scored.scales, [challenger.name, *([gate] if gate != "none" else [])])
+    return metrics, forecasts, comparison, scored, sample
 
 
 @pipeline_task("evaluate")
@@ -587,9 +622,9 @@ def evaluate_task(
             store, config, windows, trained, champion_version
         )
         plot_uri = None
-        if config.evaluation.plot_series > 0 and len(data.ends):
+        png = plot_forecasts(data, forecasts, data.look_back, config.evaluation.plot_series)
+        if png is not None:
             plot_uri = store.uri("reports", "evaluate", f"{key}.png")
-            png = plot_forecasts(data, forecasts, data.look_back, config.evaluation.plot_series)
             store.write_bytes(plot_uri, png)
         champion_note = f"champion {comparison.version}: {comparison.note}"
         if sample.models:

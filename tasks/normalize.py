@@ -11,6 +11,7 @@ scale (sin/cos, 0/1 flags and one-hots): the scaler passes them through unchange
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC
@@ -20,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from lstm_model.calendar import calendar_columns
-from lstm_model.scaling import SeriesScaler, fit_scaler
-from lstm_model.windowing import SPLITS
+from lstm_model.scaling import SeriesScaler, fit_usable_scaler
+from lstm_model.windowing import SPLITS, WindowSpec
 from tasks.config import PipelineConfig, SplitConfig
 from tasks.runtime import StepResult, pipeline_task, produce_artifact, publish_table, run_logger
 from tasks.storage import ArtifactRef, ArtifactStore, code_version, content_key
@@ -174,23 +175,51 @@ def _utc_instants(ds: object) -> np.ndarray:
     return index.as_unit("ns").asi8
 
 
-def split_cutoffs(ds: pd.Series, split: SplitConfig) -> SplitCutoffs:
-    """Cutoffs at the train and train + validation shares of the distinct timestamps of all series.
-
-    Pass the observed (not imputed) timestamps. Every split gets at least one instant.
-    """
-    instants = np.unique(_utc_instants(ds))
-    if instants.size < len(SPLITS):
-        raise ValueError(
-            f"cannot split {instants.size} distinct timestamp(s) into train, validation and test"
-        )
-    n = instants.size
+def split_bounds(n: int, split: SplitConfig) -> tuple[int, int]:
+    """Positions, among `n` distinct instants (n >= 3), of the first validation and the first
+    test instant: the train and train + validation shares, each split given at least one."""
+    if n < len(SPLITS):
+        raise ValueError(f"cannot split {n} distinct timestamp(s) into train, validation and test")
     i_train = int(np.clip(np.floor(n * split.train + _FLOOR_TOLERANCE), 1, n - 2))
     i_validation = int(
         np.clip(
             np.floor(n * (split.train + split.validation) + _FLOOR_TOLERANCE), i_train + 1, n - 1
         )
     )
+    return i_train, i_validation
+
+
+def split_sizes(n: int, split: SplitConfig) -> dict[str, int]:
+    """Instants of each split when `n` distinct instants are split (`split_bounds`)."""
+    i_train, i_validation = split_bounds(n, split)
+    return dict(zip(SPLITS, (i_train, i_validation - i_train, n - i_validation), strict=True))
+
+
+def rows_needed(spec: WindowSpec, split: SplitConfig) -> int:
+    """The fewest steps a series must have so that, spanning the whole period, it gets one whole
+    window of every split (`WindowSpec.rows_per_split`) at the split shares, and so does any
+    longer one: what validation and the window step tell the user when a split has no window."""
+    need = spec.rows_per_split()
+    shares = dict(zip(SPLITS, (split.train, split.validation, split.test), strict=True))
+
+    def fits(n: int) -> bool:
+        return all(size >= need[name] for name, size in split_sizes(n, split).items())
+
+    # Past `bound` every n fits (a floored share loses less than one instant, and the
+    # tolerance at most one more), so the answer is where the run of fitting n below it ends.
+    n = max(len(SPLITS), math.ceil(max((need[k] + 2) / shares[k] for k in SPLITS)))
+    while n > len(SPLITS) and fits(n - 1):
+        n -= 1
+    return n
+
+
+def split_cutoffs(ds: pd.Series, split: SplitConfig) -> SplitCutoffs:
+    """Cutoffs at the train and train + validation shares of the distinct timestamps of all series.
+
+    Pass the observed (not imputed) timestamps. Every split gets at least one instant.
+    """
+    instants = np.unique(_utc_instants(ds))
+    i_train, i_validation = split_bounds(instants.size, split)
     return SplitCutoffs(
         train_end=pd.Timestamp(instants[i_train], tz=UTC),
         validation_end=pd.Timestamp(instants[i_validation], tz=UTC),
@@ -229,8 +258,9 @@ def normalize(
     """Split at common cutoffs, fit the scaler on train rows only, scale features to float32.
 
     A series with no row before the train cutoff (it started later) cannot be scaled without
-    looking at its validation or test rows, so it is left out; `series_without_train_rows`
-    names them for the log.
+    looking at its validation or test rows, so it is left out, and so is a series whose
+    training statistics are not finite or absurd (`fit_usable_scaler`); `series_left_out`
+    names both, with the reason.
     """
     check_sorted(frame)
     missing = [c for c in config.source.stat_exog if c not in frame.columns]
@@ -250,7 +280,9 @@ def normalize(
     split_frame = split_frame[split_frame["unique_id"].isin(trained_ids)]
     # The one leakage guard: validation and test rows never reach the statistics.
     train_rows = split_frame[split_frame["split"] == SPLITS[0]]
-    scaler = fit_scaler(train_rows, features, config.scaling.method)
+    scaler, unusable = fit_usable_scaler(train_rows, features, config.scaling.method)
+    if unusable:
+        split_frame = split_frame[~split_frame["unique_id"].isin(list(unusable))]
     unit_scale = set(config_calendar_columns(config)) | set(stat_features)
     scaler = passthrough(scaler, [c for c in features if c in unit_scale])
     scaled = scaler.transform(split_frame)
@@ -262,9 +294,20 @@ def normalize(
     return normalized.reset_index(drop=True), scaler
 
 
-def series_without_train_rows(frame: pd.DataFrame, scaler: SeriesScaler) -> list[str]:
-    """Series of `frame` that normalize left out: none of their rows lies before the cutoff."""
-    return sorted(set(frame["unique_id"].astype(str)) - set(scaler.series))
+def series_left_out(
+    frame: pd.DataFrame, scaler: SeriesScaler, cutoffs: SplitCutoffs, config: PipelineConfig
+) -> dict[str, str]:
+    """Series of `frame` that normalize left out, and why: no row before the train cutoff, or
+    training statistics that are not finite or absurd (computed again for those series only)."""
+    missing = frame[~frame["unique_id"].isin(scaler.series)]
+    train = missing[cutoffs.labels(missing["ds"]) == SPLITS[0]]
+    features = [c for c in feature_columns(config, stat_feature_names(frame, config)) if c in train]
+    _, unusable = fit_usable_scaler(train, features, config.scaling.method)
+    late = f"no row before the train cutoff {cutoffs.train_end.isoformat()}"
+    return {
+        str(series): unusable.get(str(series), late)
+        for series in sorted(missing["unique_id"].astype(str).unique())
+    }
 
 
 def split_summary(normalized: pd.DataFrame) -> list[dict[str, object]]:
@@ -303,13 +346,17 @@ def normalize_task(config: PipelineConfig, validated: ArtifactRef) -> ArtifactRe
         cutoffs = split_cutoffs(observed_ds(frame), config.split)
         normalized, scaler = normalize(frame, config, cutoffs)
         roles = feature_roles(config, stat_feature_names(frame, config))
-        left_out = series_without_train_rows(frame, scaler)
+        left_out = series_left_out(frame, scaler, cutoffs, config)
         if left_out:
             logger.warning(
-                "%d series start after the train cutoff %s and are left out of training: %s",
+                "%d series left out of training: %s",
                 len(left_out),
-                cutoffs.train_end,
-                left_out[:10],
+                "; ".join(f"{sid!r}: {why}" for sid, why in list(left_out.items())[:10]),
+            )
+            publish_table(
+                f"normalize-left-out-{config.name}",
+                [{"unique_id": sid, "reason": why} for sid, why in left_out.items()],
+                "Series left out of training, and why",
             )
         summary = split_summary(normalized)
         logger.info(
@@ -327,7 +374,7 @@ def normalize_task(config: PipelineConfig, validated: ArtifactRef) -> ArtifactRe
             "feature_roles": roles,
             "splits": {row["split"]: row["rows"] for row in summary},
             "cutoffs": cutoffs.to_dict(),
-            "series_without_train_rows": left_out,
+            "series_left_out": left_out,
         }
 
     key = normalize_key(config, validated)

@@ -129,10 +129,14 @@ def forecastable(
     """Which series (origins `ends`, history `lengths`) the forecaster can forecast, and why
     the others cannot be."""
     supported = forecaster.supports(frame, ends)
-    known = set(getattr(getattr(forecaster, "scaler", None), "series", ids))
+    scaler = getattr(forecaster, "scaler", None)
+    known = set(getattr(scaler, "series", ids))
+    unusable = scaler.unusable() if scaler is not None else {}  # a scaler saved before issue 10
     skipped: dict[str, str] = {}
     for series_id, length in zip(ids[~supported], lengths[~supported], strict=True):
-        if series_id not in known:
+        if series_id in unusable:
+            skipped[series_id] = f"the champion's scaler cannot scale it: {unusable[series_id]}"
+        elif series_id not in known:
             skipped[series_id] = "not in the champion's training data (retrain to include it)"
         else:
             skipped[series_id] = f"only {length} rows; the model needs {forecaster.look_back}"

@@ -29,8 +29,15 @@ from pandas.tseries.offsets import BaseOffset, Day, Tick
 from pydantic import BaseModel, Field
 
 from lstm_model.calendar import calendar_features
+from lstm_model.windowing import SPLITS, split_window_starts
 from tasks.config import PipelineConfig
-from tasks.normalize import SplitCutoffs, config_calendar_columns, split_cutoffs
+from tasks.normalize import (
+    SplitCutoffs,
+    config_calendar_columns,
+    rows_needed,
+    split_cutoffs,
+    split_sizes,
+)
 from tasks.runtime import (
     StepResult,
     parse_run_date,
@@ -40,6 +47,7 @@ from tasks.runtime import (
     run_logger,
 )
 from tasks.storage import ArtifactRef, ArtifactStore, code_version, content_key
+from tasks.window import window_spec
 
 KEYS = ["unique_id", "ds"]
 Purpose = Literal["training", "forecast"]
@@ -620,8 +628,9 @@ def _count_by_series(ids: pd.Series, bad: np.ndarray, what: str) -> dict[str, st
 
 
 def series_value_problems(frame: pd.DataFrame, config: PipelineConfig) -> dict[str, str]:
-    """Forecasting: series with NaN/inf in y or a covariate, y outside the bounds, or an id
-    that breaks `validation.id_pattern` (the checks GX would otherwise fail the night on)."""
+    """Forecasting: series with NaN/inf in y or a covariate, y outside the bounds, an absurd
+    value (`absurd_values`), or an id that breaks `validation.id_pattern` (the checks that
+    would otherwise fail the night)."""
     rules = config.validation
     ids = frame["unique_id"]
     found = []
@@ -635,9 +644,68 @@ def series_value_problems(frame: pd.DataFrame, config: PipelineConfig) -> dict[s
     high = np.inf if rules.y_max is None else rules.y_max
     outside = np.isfinite(y) & ((y < low) | (y > high))
     found.append(_count_by_series(ids, outside, f"y outside [{rules.y_min}, {rules.y_max}]"))
+    for column in ["y", *config.source.numeric_exog]:
+        absurd = absurd_values(frame, column, rules.max_magnitude_ratio)
+        found.append(_count_by_series(ids, absurd, f"{column} absurdly far from its median"))
     bad_id = ~ids.str.contains(rules.id_pattern, regex=True).to_numpy(dtype=bool)
     found.append({str(s): "id does not match validation.id_pattern" for s in ids[bad_id].unique()})
     return merge_reasons(*found)
+
+
+def absurd_values(frame: pd.DataFrame, column: str, ratio: float | None) -> np.ndarray:
+    """(rows,) bool: finite values farther from their series' median than `ratio` times the
+    series' typical magnitude: the larger of its interquartile range and |median| or, for a
+    series mostly at zero, its median non-zero |value|. Quantiles ignore one wild value, so a
+    1e300 among riders in thousands is caught, while trends, seasons and holiday dips (within
+    about 20 typical magnitudes in the bundled and M3 data) stay far below a ratio like 1e6."""
+    if ratio is None:
+        return np.zeros(len(frame), dtype=bool)
+    values = frame[column].astype("float64")
+    values = values.where(np.isfinite(values))  # NaN and inf are other checks' business
+    ids = frame["unique_id"].to_numpy()
+    by_series = values.groupby(ids, sort=False)
+    median = by_series.median()
+    typical = np.maximum(by_series.quantile(0.75) - by_series.quantile(0.25), median.abs())
+    nonzero = values.abs().where(values != 0).groupby(ids, sort=False).median()
+    typical = typical.where(typical > 0, nonzero)  # all zeros: NaN, no bound, never absurd
+    distance = (values - median.reindex(ids).to_numpy()).abs()
+    with np.errstate(invalid="ignore", over="ignore"):
+        return (distance > ratio * typical.reindex(ids).to_numpy()).to_numpy(dtype=bool)
+
+
+def magnitude_check(frame: pd.DataFrame, config: PipelineConfig) -> CheckResult:
+    """Training: no y or covariate value may be absurd for its series (`absurd_values`); the
+    first offending rows are named with their series' median, for the data owner to compare."""
+    ratio = config.validation.max_magnitude_ratio
+    columns = ["y", *config.source.numeric_exog]
+    rows: list[OffendingRow] = []
+    failing = 0
+    for column in columns:
+        absurd = np.flatnonzero(absurd_values(frame, column, ratio))
+        failing += absurd.size
+        medians = frame[column].groupby(frame["unique_id"]).median()
+        for i in absurd[: config.validation.max_failed_rows_shown - len(rows)]:
+            series = frame["unique_id"].iat[i]
+            rows.append(
+                OffendingRow(
+                    unique_id=str(series),
+                    ds=format_time(frame["ds"].iat[i], config.source.timezone),
+                    value=f"{value_text(column, frame[column].iat[i])}; series median "
+                    f"{float(medians[series]):.6g}",
+                )
+            )
+    return CheckResult(
+        name="values_within_series_magnitude",
+        column=", ".join(columns),
+        engine="pandas",
+        status="failed" if failing else "passed",
+        detail=f"a value may lie at most validation.max_magnitude_ratio={ratio:g} times its "
+        "series' typical magnitude from the series' median"
+        if ratio is not None
+        else "off (validation.max_magnitude_ratio = None)",
+        unexpected_count=failing,
+        rows=rows,
+    )
 
 
 def latest_step(grid: pd.DatetimeIndex, config: PipelineConfig, cut: pd.Timestamp | None) -> int:
@@ -884,9 +952,10 @@ def fill_gaps(
 
 
 def required_length(config: PipelineConfig, purpose: Purpose) -> int:
-    """Training needs one whole window per series; a forecast needs only its inputs."""
-    window = config.window
-    return window.look_back + window.horizon if purpose == "training" else window.look_back
+    """Training needs one whole window per series (the window step's length); a forecast needs
+    only its inputs."""
+    spec = window_spec(config)
+    return spec.length if purpose == "training" else spec.look_back
 
 
 def short_series(frame: pd.DataFrame, need: int) -> pd.Series:
@@ -929,6 +998,53 @@ def length_check(
         observed=f"shortest {int(lengths.min())}" if len(lengths) else None,
         unexpected_count=len(short),
         rows=rows,
+    )
+
+
+def split_windows_check(
+    frame: pd.DataFrame, config: PipelineConfig, cutoffs: SplitCutoffs | None
+) -> CheckResult:
+    """Training, on the gap-filled frame: train, validation and test must each hold a whole
+    window, counted as the window step counts them (`split_window_starts` at the same common
+    cutoffs, series without a train row left out as normalize leaves them out), so that what
+    validation passes can be trained, early-stopped and scored; the detail gives the split
+    sizes and the steps series need."""
+    spec, split = window_spec(config), config.split
+    instants = frame.loc[~frame[IMPUTED], "ds"].nunique()  # observed steps set the cutoffs
+    need = spec.rows_per_split()
+    wanted = ", ".join(f"{name} {rows}" for name, rows in need.items())
+    detail = (
+        f"train, validation and test each need a whole window (look_back {spec.look_back}, "
+        f"horizon {spec.horizon}, stride {spec.stride}: rows {wanted})"
+    )
+    if cutoffs is None:
+        counts = dict.fromkeys(SPLITS, 0)
+        observed = f"{instants} distinct timestamps cannot be split in three"
+    else:
+        labels = cutoffs.labels(frame["ds"])
+        trained = frame.loc[labels == SPLITS[0], "unique_id"].unique()
+        keep = frame["unique_id"].isin(trained).to_numpy()
+        codes = pd.Categorical(labels[keep], categories=SPLITS).codes
+        unscorable = frame[IMPUTED].to_numpy(dtype=bool)[keep]  # filled targets never score
+        _, split_codes = split_window_starts(frame["unique_id"][keep], codes, spec, unscorable)
+        counts = dict(zip(SPLITS, np.bincount(split_codes, minlength=3).tolist(), strict=True))
+        sizes = ", ".join(f"{k} {v}" for k, v in split_sizes(instants, split).items())
+        shown = ", ".join(f"{k} {v}" for k, v in counts.items())
+        observed = f"windows {shown}; the {instants} steps split into {sizes}"
+    empty = [name for name, count in counts.items() if count == 0]
+    if empty:
+        detail = (
+            f"no whole {' or '.join(empty)} window: {detail}; at split.train = {split.train} "
+            f"and split.validation = {split.validation} series need at least "
+            f"{rows_needed(spec, split)} steps (or use a shorter window or other split shares)"
+        )
+    return CheckResult(
+        name="windows_in_every_split",
+        column="ds",
+        engine="pandas",
+        status="failed" if empty else "passed",
+        detail=detail,
+        observed=observed,
     )
 
 
@@ -1044,9 +1160,12 @@ def grid_checks(
             set_aside=set_aside,
         )
     filled = fill_gaps(frame, gaps, grid, config.source.exog, cutoffs)
+    checks = [placed, spaced, *triage, length_check(filled, config, purpose)]
+    if purpose == "training":
+        checks.append(split_windows_check(filled, config, cutoffs))
     return GridOutcome(
         filled,
-        [placed, spaced, *triage, length_check(filled, config, purpose)],
+        checks,
         gaps_filled=len(gaps),
         steps_filled=int(gaps["missing"].sum()),
         gaps_per_series=per_series,
@@ -1102,6 +1221,8 @@ def validate_frame(
         if purpose == "forecast":
             triaged, values_check = values_triage(work, config)
             checks.append(values_check)
+        else:
+            checks.append(magnitude_check(work, config))
         repairable = all(c.status != "failed" for c in checks)
         outcome = grid_checks(work, config, repairable, purpose, cut.instant, triaged)
     else:

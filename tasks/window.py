@@ -36,8 +36,8 @@ from lstm_model.windowing import (
     iter_batches,
     split_window_starts,
 )
-from tasks.config import PipelineConfig
-from tasks.normalize import IMPUTED, load_normalized
+from tasks.config import PipelineConfig, SplitConfig
+from tasks.normalize import IMPUTED, load_normalized, rows_needed
 from tasks.runtime import StepResult, pipeline_task, produce_artifact, publish_table, run_logger
 from tasks.storage import ArtifactError, ArtifactRef, ArtifactStore, code_version, content_key
 
@@ -78,6 +78,24 @@ def require_training_windows(counts: dict[str, int], spec: WindowSpec) -> None:
             f"no training windows: no series has {spec.length} consecutive train rows "
             f"(look_back {spec.look_back} + horizon {spec.horizon}) before the train cutoff; "
             "use a shorter window, a larger split.train or longer series"
+        )
+
+
+def require_evaluation_windows(
+    counts: dict[str, int], spec: WindowSpec, split: SplitConfig
+) -> None:
+    """Training early-stops on validation windows and is scored on test windows: fail here,
+    naming the split and what a window of it needs, rather than in the trainer or the gate."""
+    empty = [name for name in SPLITS[1:] if counts[name] == 0]
+    if empty:
+        need = spec.rows_per_split()
+        raise ValueError(
+            f"no {' and no '.join(empty)} windows: no series has "
+            f"{' / '.join(str(need[name]) for name in empty)} {' / '.join(empty)} rows "
+            f"(horizon {spec.horizon}, stride {spec.stride}) after {spec.look_back} earlier "
+            f"rows (look_back); series spanning the whole period need at least "
+            f"{rows_needed(spec, split)} steps at split.train = {split.train} and "
+            f"split.validation = {split.validation}"
         )
 
 
@@ -176,15 +194,7 @@ def window_task(config: PipelineConfig, normalized: ArtifactRef) -> ArtifactRef:
         index = window_index(frame, spec)
         counts = windows_per_split(index)
         require_training_windows(counts, spec)
-        for name in SPLITS[1:]:
-            if counts[name] == 0:
-                logger.warning(
-                    "No %s windows: no series has %d %s rows (horizon) after %d earlier rows",
-                    name,
-                    spec.horizon,
-                    name,
-                    spec.look_back,
-                )
+        require_evaluation_windows(counts, spec, config.split)
         logger.info(
             "Indexed %s windows (look_back %d, horizon %d, stride %d): %s",
             f"{len(index):,}",

@@ -119,7 +119,7 @@ def test_metrics_table_is_tidy_per_series_and_overall_by_hand():
     assert (table[table.model == "naive"][["mae", "rmse", "smape", "mase"]] == 0).all().all()
 
 
-def test_metrics_table_leaves_series_with_a_flat_history_out_of_overall_mase():
+def test_a_series_with_a_flat_history_makes_overall_mase_nan_not_a_mean_of_the_others():
     scales = pd.Series({"flat": 0.0, "short": np.nan, "ok": 2.0})
     table = metrics_table(
         np.array([[1.0], [2.0], [3.0]]),
@@ -128,7 +128,8 @@ def test_metrics_table_leaves_series_with_a_flat_history_out_of_overall_mase():
         scales,
     ).set_index("unique_id")
     assert math.isnan(table.loc["flat", "mase"]) and math.isnan(table.loc["short", "mase"])
-    assert table.loc[OVERALL, "mase"] == pytest.approx(2.0 / 2.0)
+    assert table.loc["ok", "mase"] == pytest.approx(2.0 / 2.0)
+    assert math.isnan(table.loc[OVERALL, "mase"])  # issue 10: never silently left out
 
 
 def test_metrics_table_names_series_without_a_scale():
