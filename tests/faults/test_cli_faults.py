@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import json
 import logging
 import os
@@ -58,16 +59,30 @@ def store_copy(trained: PipelineConfig, tmp_path: Path) -> tuple[Path, Path]:
     return write_config(copy, tmp_path / "config.yaml"), store
 
 
+class Stderr:
+    """What a command wrote to stderr: its own lines, and Prefect's console log lines, which
+    go to the stream Prefect found when its logging was set up (pytest's capsys never sees it)."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str], prefect: io.StringIO) -> None:
+        self.capsys, self.prefect = capsys, prefect
+
+    def read(self) -> tuple[str, str]:
+        """(Prefect's log lines, the CLI's own lines) since the last read."""
+        logged = self.prefect.getvalue()
+        self.prefect.seek(0)
+        self.prefect.truncate()
+        return logged, self.capsys.readouterr().err
+
+
 @pytest.fixture
-def console(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):  # noqa: ANN201
-    """capsys, with Prefect's console log lines in it too: its handler writes to the stderr it
-    found when logging was set up, which pytest's per-test capture never sees otherwise."""
+def console(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Stderr:
     from prefect.logging.handlers import PrefectConsoleHandler
 
+    prefect = io.StringIO()
     for handler in logging.getLogger().handlers:
         if isinstance(handler, PrefectConsoleHandler):
-            monkeypatch.setattr(handler.console, "file", sys.stderr)
-    return capsys
+            monkeypatch.setattr(handler.console, "file", prefect)
+    return Stderr(capsys, prefect)
 
 
 def champion_folder(store: Path) -> Path:
@@ -79,13 +94,14 @@ def predict(config_file: Path, *extra: str) -> int:
     return main(["predict", "--config", str(config_file), "--date", NIGHT, *extra])
 
 
-def failure(console: pytest.CaptureFixture[str], command: str = "predict") -> str:
-    """The command's last stderr line, checked to be its one-line failure, with no traceback
-    anywhere on stderr (Prefect's own log lines included)."""
-    err = console.readouterr().err
-    assert "Traceback" not in err, err[-3000:]
-    last = err.strip().splitlines()[-1]
-    assert last.startswith(f"forecast {command} failed: "), err[-3000:]
+def failure(console: Stderr, command: str = "predict") -> str:
+    """The command's one-line failure, its last line on stderr, checked to come with no
+    traceback anywhere (Prefect's log lines included)."""
+    logged, printed = console.read()
+    assert "Traceback" not in logged + printed, (logged + printed)[-6000:]
+    assert printed.strip(), logged[-6000:]
+    last = printed.strip().splitlines()[-1]
+    assert last.startswith(f"forecast {command} failed: "), printed[-3000:]
     return last
 
 
@@ -139,7 +155,8 @@ def test_an_invalid_champion_pointer_ends_in_one_line_and_debug_shows_the_traceb
 
     with pytest.raises(ArtifactError, match="champion.json: not valid JSON"):
         predict(config_file, "--debug")
-    assert "Traceback" in console.readouterr().err  # Prefect's log of the failed task, in full
+    logged, _ = console.read()
+    assert "Traceback" in logged  # Prefect's log of the failed task, in full
 
 
 @pytest.mark.slow
