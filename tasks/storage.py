@@ -139,7 +139,7 @@ class ArtifactStore:
                 self.fs.makedirs(str(PurePosixPath(path).parent), exist_ok=True)
                 self.fs.pipe_file(path, data)  # one PUT: object stores never show a partial one
         except OSError as err:
-            if err.filename is None:
+            if err.errno is not None and err.filename is None:
                 err.filename = path  # a full disk's write() names no file: say which one
             raise
 
