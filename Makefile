@@ -53,15 +53,24 @@ $(BIN)/.installed-bench: pyproject.toml $(BIN)/.installed
 bench-accuracy: $(BIN)/.installed-bench
 	$(BIN)/python benchmarks/bench_accuracy.py $(BENCH_ARGS)
 
-# The Prefect server with its UI, in the foreground (Ctrl-C stops it); SQLite under PREFECT_HOME.
-# Then, in another terminal, send the demo's runs to it (docs/production.md):
+# The Prefect server with its UI until Ctrl-C; SQLite under PREFECT_HOME. Once it answers, the
+# automation that marks a run Crashed when its heartbeats stop (deployments/crash-zombie-flows.yaml)
+# is created, unless the server has it already. Then, in another terminal, send the demo's runs
+# to it (docs/production.md):
 #   PREFECT_API_URL=http://127.0.0.1:4200/api make run
 # Host and port go in as settings, not --host/--port: the UI takes its API address from them.
 SERVER_HOST ?= 127.0.0.1
 SERVER_PORT ?= 4200
+ZOMBIE_AUTOMATION := crash-zombie-flow-runs
 server: $(BIN)/.installed
 	PREFECT_SERVER_API_HOST=$(SERVER_HOST) PREFECT_SERVER_API_PORT=$(SERVER_PORT) \
-		$(BIN)/prefect server start
+		$(BIN)/prefect server start & server=$$!; \
+	trap 'kill $$server; wait $$server; exit 130' INT TERM; \
+	export PREFECT_API_URL=http://$(SERVER_HOST):$(SERVER_PORT)/api; \
+	$(BIN)/prefect server status --wait --timeout 300 >/dev/null \
+		&& { $(BIN)/prefect automation inspect $(ZOMBIE_AUTOMATION) >/dev/null 2>&1 \
+		|| $(BIN)/prefect automation create --from-file deployments/crash-zombie-flows.yaml; }; \
+	wait $$server
 
 # Mutation testing, slow and not part of CI ([tool.mutmut] in pyproject.toml): mutmut copies the
 # code into mutants/, mutates it and runs the fast unit tests against each mutant, then the score

@@ -12,6 +12,11 @@
     forecast tune    [--config F] [--trials N] [--time-budget S] [--out FILE]
                                              hyperparameter search on validation MASE
 
+A failure ends in one line on stderr naming the file or setting and the cause, exit code 1
+(2 for a config that does not load); `--debug` shows the traceback instead. A command that
+runs flows first marks Crashed the runs of earlier `forecast` processes on this host that were
+killed mid-flight (flows/cli_runs.py).
+
 Heavy libraries (Prefect, TensorFlow, Great Expectations) are imported inside the commands, so
 `forecast --help` answers at once.
 """
@@ -19,8 +24,12 @@ Heavy libraries (Prefect, TensorFlow, Great Expectations) are imported inside th
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 DEFAULT_CONFIG = "configs/chicago.toml"
@@ -161,9 +170,17 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+FLOW_COMMANDS = frozenset({"run", "train", "predict", "backfill", "data", "backtest", "tune"})
+"""The commands that run flows in this process (serve hands them to its runner's processes)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="forecast", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", help="on failure, show the traceback, not one line"
+    )
     for name, handler, help_text in (
         ("run", cmd_run, "train if needed, then write tonight's forecast (the demo)"),
         ("train", cmd_train, "run the training flow"),
@@ -173,25 +190,31 @@ def build_parser() -> argparse.ArgumentParser:
         ("show", cmd_show, "print the latest forecast and the champion's metrics"),
         ("serve", cmd_serve, "serve the nightly-forecast and weekly-retrain deployments"),
     ):
-        command = commands.add_parser(name, help=help_text)
+        command = commands.add_parser(name, help=help_text, parents=[common])
         command.add_argument("--config", default=DEFAULT_CONFIG, help="TOML or YAML config file")
         command.add_argument("--date", default=None, help="run date YYYY-MM-DD (default: today)")
         command.set_defaults(handler=handler)
     backfill = commands.add_parser(
-        "backfill", help="replay the nightly forecast for every night from --from to --to"
+        "backfill",
+        help="replay the nightly forecast for every night from --from to --to",
+        parents=[common],
     )
     backfill.add_argument("--config", default=DEFAULT_CONFIG, help="TOML or YAML config file")
     backfill.add_argument("--from", dest="first", required=True, help="first night YYYY-MM-DD")
     backfill.add_argument("--to", dest="last", required=True, help="last night YYYY-MM-DD")
     backfill.set_defaults(handler=cmd_backfill, date=None)
     gc = commands.add_parser(
-        "gc", help="remove artifacts, reports, forecasts and models past storage.retention_days"
+        "gc",
+        help="remove artifacts, reports, forecasts and models past storage.retention_days",
+        parents=[common],
     )
     gc.add_argument("--config", default=DEFAULT_CONFIG, help="TOML or YAML config file")
     gc.add_argument("--dry-run", action="store_true", help="print what would go; remove nothing")
     gc.set_defaults(handler=cmd_gc, date=None)
     tune = commands.add_parser(
-        "tune", help="search hyperparameters on validation MASE; write the best config"
+        "tune",
+        help="search hyperparameters on validation MASE; write the best config",
+        parents=[common],
     )
     tune.add_argument("--config", default=DEFAULT_CONFIG, help="TOML or YAML config file")
     tune.add_argument("--date", default=None, help="run date YYYY-MM-DD (default: today)")
@@ -243,18 +266,100 @@ def main(argv: list[str] | None = None) -> int:
         print(f"forecast {args.command} failed: {problem}", file=sys.stderr)
         return 1
     try:
-        return args.handler(args)
+        with _console_tracebacks(shown=args.debug), _cli_runs(args):
+            return args.handler(args)
     except ConfigError as err:
         print(err, file=sys.stderr)
         return 2
     except Exception as err:
-        if _is_server_start_failure(err):
-            print(f"\nforecast {args.command} failed: {_server_start_hint()}", file=sys.stderr)
-            return 1
-        if not _is_user_facing(err):
+        if args.debug:
             raise
-        print(f"\nforecast {args.command} failed: {err}", file=sys.stderr)
+        print(f"\nforecast {args.command} failed: {failure_line(err)}", file=sys.stderr)
         return 1
+
+
+@contextlib.contextmanager
+def _cli_runs(args: argparse.Namespace) -> Iterator[None]:
+    """For a command that runs flows: first mark Crashed the runs that earlier `forecast`
+    processes on this host left unfinished when killed, then tag this process's runs alike."""
+    if args.command not in FLOW_COMMANDS:
+        yield
+        return
+    from prefect import tags
+
+    from flows.cli_runs import cli_run_tags, crash_orphaned_cli_runs
+
+    _load(args)  # a config that does not load fails before the embedded server starts
+    for run in crash_orphaned_cli_runs():
+        print(
+            f"Marked flow run {run.name!r} ({run.id}) Crashed: the `forecast` process that "
+            "ran it is gone.",
+            file=sys.stderr,
+        )
+    with tags(*cli_run_tags()):
+        yield
+
+
+class _WithoutTraceback(logging.Formatter):
+    """Formats a record as `inner` does, minus any traceback (other handlers still get it)."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        kept = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        try:
+            return self.inner.format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = kept
+
+
+@contextlib.contextmanager
+def _console_tracebacks(shown: bool) -> Iterator[None]:
+    """Prefect's console log prints a failed task's traceback before the CLI's one line; keep
+    only its message lines there unless `shown` (--debug). The run's logs in the Prefect API
+    (the UI) keep the traceback."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    consoles = [
+        handler
+        for handler in logging.getLogger().handlers
+        if isinstance(handler, PrefectConsoleHandler) and handler.formatter is not None
+    ]
+    if shown or not consoles:
+        yield
+        return
+    formatters = [handler.formatter for handler in consoles]
+    for handler, formatter in zip(consoles, formatters, strict=True):
+        handler.setFormatter(_WithoutTraceback(formatter))
+    try:
+        yield
+    finally:
+        for handler, formatter in zip(consoles, formatters, strict=True):
+            handler.setFormatter(formatter)
+
+
+def failure_line(error: Exception) -> str:
+    """One line for a failed command: the message of our own typed errors (they name the file,
+    column or setting), an OS error's file and cause (`path: No space left on device
+    (ENOSPC)`), else the exception's type and message and where the traceback is."""
+    if _is_server_start_failure(error):
+        return _server_start_hint()
+    if _is_user_facing(error):
+        return str(error)
+    if isinstance(error, OSError) and error.errno is not None:
+        return os_error_text(error)
+    return f"{type(error).__name__}: {error} (run with --debug for the traceback)"
+
+
+def os_error_text(error: OSError) -> str:
+    """`file: cause (ERRNO)`, e.g. `/store/x.parquet: Read-only file system (EROFS)`."""
+    code = errno.errorcode.get(error.errno, str(error.errno))
+    cause = f"{error.strerror or os.strerror(error.errno)} ({code})"
+    files = [str(name) for name in (error.filename, error.filename2) if name is not None]
+    return f"{' -> '.join(files)}: {cause}" if files else cause
 
 
 def _is_server_start_failure(error: Exception) -> bool:

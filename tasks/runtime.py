@@ -353,6 +353,12 @@ def dated_run_name(prefix: str) -> Callable[[], str]:
 
         parameters = flow_run.parameters
         zone = schedule_timezone(parameters.get("config"))
-        return f"{prefix}-{resolve_run_date(parameters.get('run_date'), zone)}"
+        try:
+            night = resolve_run_date(parameters.get("run_date"), zone)
+        except RunDateError:
+            # Raised here, before the run starts, it would leave the run Pending with a raw
+            # traceback; the flow itself fails on the date, naming it, as a Failed run.
+            night = "invalid-date"
+        return f"{prefix}-{night}"
 
     return name

@@ -135,11 +135,16 @@ class ArtifactStore:
     def write_bytes(self, uri: str, data: bytes) -> None:
         """Atomic write: a reader sees the old content or the new, never a mix."""
         path = self._to_path(uri)
-        if self.is_local:
-            _atomic_local_write(Path(path), data)
-        else:
-            self.fs.makedirs(str(PurePosixPath(path).parent), exist_ok=True)
-            self.fs.pipe_file(path, data)  # one PUT: object stores never show a partial object
+        try:
+            if self.is_local:
+                _atomic_local_write(Path(path), data)
+            else:
+                self.fs.makedirs(str(PurePosixPath(path).parent), exist_ok=True)
+                self.fs.pipe_file(path, data)  # one PUT: object stores never show a partial one
+        except OSError as err:
+            if err.errno is not None and err.filename is None:
+                err.filename = path  # a full disk's write() names no file: say which one
+            raise
 
     def read_bytes(self, uri: str) -> bytes:
         try:
@@ -154,7 +159,10 @@ class ArtifactStore:
         self.write_bytes(uri, json.dumps(payload, indent=2, sort_keys=True, default=str).encode())
 
     def read_json(self, uri: str) -> dict[str, Any]:
-        return json.loads(self.read_bytes(uri))
+        try:
+            return json.loads(self.read_bytes(uri))
+        except ValueError as err:  # json's own error names no file
+            raise ArtifactError(f"{uri}: not valid JSON ({err})") from err
 
     def list(self, *parts: str) -> list[str]:
         try:
