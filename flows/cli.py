@@ -382,7 +382,8 @@ def _is_user_facing(error: Exception) -> bool:
     """Errors whose message says all a user needs (bad data, missing model): no traceback."""
     from tasks.backtest import BacktestError
     from tasks.ingest import IngestError
-    from tasks.predict import NoChampionError, PublishGuardError
+    from tasks.normalize import InsufficientDataError
+    from tasks.predict import MissingFutureCovariatesError, NoChampionError, PublishGuardError
     from tasks.runtime import RunDateError
     from tasks.storage import ArtifactError
     from tasks.validate import DataValidationError
@@ -391,6 +392,8 @@ def _is_user_facing(error: Exception) -> bool:
         error,
         IngestError
         | DataValidationError
+        | InsufficientDataError
+        | MissingFutureCovariatesError
         | NoChampionError
         | PublishGuardError
         | ArtifactError

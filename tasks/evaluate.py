@@ -55,7 +55,7 @@ from lstm_model.statistical import (
     forecast_within_budget,
 )
 from tasks.config import PipelineConfig
-from tasks.normalize import encode_stat, load_normalized
+from tasks.normalize import InsufficientDataError, encode_stat, load_normalized
 from tasks.registry import ModelRegistry, model_from_bytes
 from tasks.runtime import (
     StepResult,
@@ -261,7 +261,7 @@ def evaluate_forecasters(
         [forecaster.supports(data.frame, data.ends) for forecaster in [challenger, *baselines]]
     )
     if len(data.ends) and not usable.any():
-        raise ValueError(
+        raise InsufficientDataError(
             "no test window has enough history for every model (is evaluation.season_length "
             "longer than the series before the validation cutoff?)"
         )
@@ -346,7 +346,7 @@ def require_scores(metrics: pd.DataFrame, scales: pd.Series, models: Sequence[st
     if reasons:
         shown = "; ".join(f"{sid!r}: {why}" for sid, why in list(reasons.items())[:10])
         more = f" (and {len(reasons) - 10} more)" if len(reasons) > 10 else ""
-        raise ValueError(
+        raise InsufficientDataError(
             f"evaluation: {len(reasons)} test series have no finite MASE, so no overall MASE "
             f"covers every series and the gate cannot decide: {shown}{more}"
         )

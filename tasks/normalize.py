@@ -139,6 +139,11 @@ def passthrough(scaler: SeriesScaler, columns: Sequence[str]) -> SeriesScaler:
     return replace(scaler, offset=offset, scale=scale)
 
 
+class InsufficientDataError(ValueError):
+    """Data that passed validation but cannot support a step (no split, no window, no score):
+    the message names what is missing and what would do. The CLI prints it as one line."""
+
+
 @dataclass(frozen=True)
 class SplitCutoffs:
     """Common calendar cutoffs, the same instants for every series (UTC).
@@ -179,7 +184,9 @@ def split_bounds(n: int, split: SplitConfig) -> tuple[int, int]:
     """Positions, among `n` distinct instants (n >= 3), of the first validation and the first
     test instant: the train and train + validation shares, each split given at least one."""
     if n < len(SPLITS):
-        raise ValueError(f"cannot split {n} distinct timestamp(s) into train, validation and test")
+        raise InsufficientDataError(
+            f"cannot split {n} distinct timestamp(s) into train, validation and test"
+        )
     i_train = int(np.clip(np.floor(n * split.train + _FLOOR_TOLERANCE), 1, n - 2))
     i_validation = int(
         np.clip(

@@ -246,7 +246,7 @@ class ModelRegistry:
     def _read_json(self, uri: str) -> dict[str, Any]:
         """A registry JSON file that must hold an object."""
         try:
-            payload = self.store.read_json(uri)
+            payload = json.loads(self.store.read_bytes(uri))
         except ValueError as err:  # json's message says where: "line 1 column 2 (char 1)"
             raise VersionFileError(f"{uri}: not valid JSON ({err})") from err
         if not isinstance(payload, dict):

@@ -37,7 +37,7 @@ from lstm_model.windowing import (
     split_window_starts,
 )
 from tasks.config import PipelineConfig, SplitConfig
-from tasks.normalize import IMPUTED, load_normalized, rows_needed
+from tasks.normalize import IMPUTED, InsufficientDataError, load_normalized, rows_needed
 from tasks.runtime import StepResult, pipeline_task, produce_artifact, publish_table, run_logger
 from tasks.storage import ArtifactError, ArtifactRef, ArtifactStore, code_version, content_key
 
@@ -74,7 +74,7 @@ def windows_per_split(index: pd.DataFrame) -> dict[str, int]:
 def require_training_windows(counts: dict[str, int], spec: WindowSpec) -> None:
     """Fail here, with the reason, rather than in the trainer with an empty dataset."""
     if counts["train"] == 0:
-        raise ValueError(
+        raise InsufficientDataError(
             f"no training windows: no series has {spec.length} consecutive train rows "
             f"(look_back {spec.look_back} + horizon {spec.horizon}) before the train cutoff; "
             "use a shorter window, a larger split.train or longer series"
@@ -89,7 +89,7 @@ def require_evaluation_windows(
     empty = [name for name in SPLITS[1:] if counts[name] == 0]
     if empty:
         need = spec.rows_per_split()
-        raise ValueError(
+        raise InsufficientDataError(
             f"no {' and no '.join(empty)} windows: no series has "
             f"{' / '.join(str(need[name]) for name in empty)} {' / '.join(empty)} rows "
             f"(horizon {spec.horizon}, stride {spec.stride}) after {spec.look_back} earlier "

@@ -31,7 +31,7 @@ import yaml
 
 from flows.cli import main
 from tasks.config import PipelineConfig
-from tasks.storage import ArtifactError, ArtifactStore
+from tasks.storage import ArtifactError
 from tests.integration.live_prefect import descendants
 from tests.support import REPO, small_config, train_small_champion, write_small_source
 
@@ -50,13 +50,9 @@ def write_config(config: PipelineConfig, path: Path) -> Path:
 
 @pytest.fixture
 def store_copy(trained: PipelineConfig, tmp_path: Path) -> tuple[Path, Path]:
-    """A config file whose store is a private copy of the trained one, and that store.
-
-    The copy gets a new identity, so no Prefect cache entry points back at the original store.
-    """
+    """A config file whose store is a private copy of the trained one, and that store."""
     store = tmp_path / "store"
     shutil.copytree(trained.storage.root, store)
-    ArtifactStore(str(store)).renew_identity()
     copy = small_config(Path(trained.source.path), store)
     return write_config(copy, tmp_path / "config.yaml"), store
 
@@ -171,7 +167,9 @@ def test_a_model_file_that_is_not_a_keras_zip_ends_in_one_line(store_copy, conso
     metadata["files"]["model.keras"] = hashlib.sha256(b"not a zip").hexdigest()
     (version / "metadata.json").write_text(json.dumps(metadata))
     assert predict(config_file) == 1
-    assert "model.keras" in failure(console)
+    assert failure(console).startswith(
+        f"forecast predict failed: {version / 'model.keras'}: not a .keras zip"
+    )
 
 
 def test_an_unexpected_error_ends_in_one_line_that_points_at_debug(monkeypatch, console) -> None:
@@ -185,6 +183,25 @@ def test_an_unexpected_error_ends_in_one_line_that_points_at_debug(monkeypatch, 
     )
     with pytest.raises(KeyError):
         main(["predict", "--date", NIGHT, "--debug"])
+
+
+def test_data_that_cannot_support_a_step_ends_in_its_own_message(monkeypatch, console) -> None:
+    """Past validation, "no windows", "no score" and missing horizon covariates are the data's
+    fault, not a bug: their message alone, without the --debug hint."""
+    from tasks.normalize import InsufficientDataError
+    from tasks.predict import MissingFutureCovariatesError
+
+    for error in (
+        InsufficientDataError("no validation windows: no series has 7 validation rows"),
+        MissingFutureCovariatesError("futr_exog values for the forecast horizon are missing"),
+    ):
+
+        def fail(*args: object, error: Exception = error) -> None:
+            raise error
+
+        monkeypatch.setattr("flows.cli._load", fail)
+        assert main(["train", "--date", NIGHT]) == 1
+        assert failure(console, "train") == f"forecast train failed: {error}"
 
 
 def test_a_config_path_that_cannot_be_read_ends_in_one_line(tmp_path: Path, console) -> None:
