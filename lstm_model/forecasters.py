@@ -158,7 +158,21 @@ class ScaledModelForecaster:
         usable = history_available(frame, ends, self.look_back) & known
         if self.future_features:
             usable &= future_rows_available(frame, ends, self.horizon)
+        usable[usable] = self.inputs_in_range(frame, ends[usable])
         return usable
+
+    def inputs_in_range(self, frame: pd.DataFrame, ends: np.ndarray) -> np.ndarray:
+        """(n,) bool: every scaled input of the window is finite in float32, as the model reads
+        it. A value far outside its series' training range (1e39, 1e300: a unit error, a corrupt
+        extract) would reach the model as inf and come back NaN, so such windows are not
+        supported; the rest of the night is forecast."""
+        ends = np.asarray(ends, dtype=np.int64)
+        fits = np.ones(ends.size, dtype=bool)
+        for begin in range(0, ends.size, self.batch_size):
+            with np.errstate(over="ignore", invalid="ignore"):  # the overflow is what we look for
+                scaled = self.scaled_inputs(frame, ends[begin : begin + self.batch_size])
+            fits[begin : begin + self.batch_size] = np.isfinite(scaled).all(axis=(1, 2))
+        return fits
 
     def scaled_inputs(self, frame: pd.DataFrame, ends: np.ndarray) -> np.ndarray:
         """(n, input_rows, features) float32 model inputs for the windows before `ends`."""

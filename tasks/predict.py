@@ -115,8 +115,13 @@ def forecastable(
     for series_id, length in zip(ids[~supported], lengths[~supported], strict=True):
         if series_id not in known:
             skipped[series_id] = "not in the champion's training data (retrain to include it)"
-        else:
+        elif length < forecaster.look_back:
             skipped[series_id] = f"only {length} rows; the model needs {forecaster.look_back}"
+        else:
+            skipped[series_id] = (
+                "inputs not finite once scaled for the model: values far outside the series' "
+                "training range"
+            )
     return supported, skipped
 
 
