@@ -40,9 +40,9 @@ from tasks.normalize import encode_stat, stat_features_among
 from tasks.predict import HorizonInputs, predict_frame, reads_horizon
 from tasks.registry import ModelRegistry
 from tasks.runtime import store_for
-from tasks.validate import ValidationReport, as_of_instant, validate_frame
+from tasks.validate import DataValidationError, ValidationReport, as_of_instant, validate_frame
 from tests.faults.strategies import Night, SeriesSpec, nights, write_night
-from tests.support import HORIZON, LOOK_BACK, SERIES, train_small_champion
+from tests.support import HORIZON, LOOK_BACK, SERIES, small_config, train_small_champion
 
 pytestmark = pytest.mark.slow
 
@@ -186,9 +186,11 @@ def test_any_night_is_refused_by_name_or_forecast_finite_and_reconciled(forecast
 
 
 # -- regressions: minimal nights the property found ---------------------------------------------
-def one_series_night(series_id: str, level: float, specials=()) -> Night:
-    """One series of 2 x look_back clean days (no gaps, duplicates or blanks), as Parquet."""
-    spec = SeriesSpec(series_id, 2 * LOOK_BACK, 0, level, 0, (), tuple(specials), (), (), (), ())
+def one_series_night(series_id: str, level: float, specials=(), blanks=()) -> Night:
+    """One series of 2 x look_back days without gaps or duplicates, as Parquet."""
+    spec = SeriesSpec(
+        series_id, 2 * LOOK_BACK, 0, level, 0, (), tuple(specials), (), (), (), tuple(blanks)
+    )
     return Night((spec,), "parquet", "typed_naive", "2016-03-01", None, 0)
 
 
@@ -215,3 +217,16 @@ def test_a_1e300_spike_in_a_known_series_window_never_reaches_the_forecast(forec
     was forecast NaN by the champion. Now the night holds (the series is set aside or skipped)."""
     config, models = forecasters
     assert check_night(one_series_night("Austin", 1.5, [(LOOK_BACK, 1e300)]), config, models)
+
+
+def test_a_row_without_a_series_id_is_named_as_such_not_as_series_nan(tmp_path: Path) -> None:
+    """Base: a null id was reported as "series 'nan'", which reads like the id text 'nan'."""
+    night = one_series_night("Austin", 1.5, blanks=[(3, "series_id")])
+    path = write_night(night, tmp_path)
+    config = night_config(small_config(path, tmp_path / "store"), path, "parquet")
+    with pytest.raises(DataValidationError) as refused:
+        validate_frame(read_source(config.source), config, str(path), "forecast", night.as_of)
+    assert "column 'unique_id': must not be null (1 failing); first: row at 20" in str(
+        refused.value
+    )
+    assert "'nan'" not in str(refused.value)
