@@ -30,7 +30,12 @@ import pandas as pd
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
-from lstm_model.forecasters import Forecaster, quantile_column, series_first_rows
+from lstm_model.forecasters import (
+    MAX_SCALED_INPUT,
+    Forecaster,
+    quantile_column,
+    series_first_rows,
+)
 from lstm_model.metrics import check_quantiles
 from lstm_model.statistical import baseline_forecaster
 from tasks.config import PipelineConfig
@@ -119,8 +124,8 @@ def forecastable(
             skipped[series_id] = f"only {length} rows; the model needs {forecaster.look_back}"
         else:
             skipped[series_id] = (
-                "inputs not finite once scaled for the model: values far outside the series' "
-                "training range"
+                "values far outside the series' training range: scaled inputs beyond "
+                f"{MAX_SCALED_INPUT:g} training spreads (a unit error or corrupt values?)"
             )
     return supported, skipped
 
