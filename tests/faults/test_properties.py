@@ -168,6 +168,7 @@ def check_night(night: Night, config: PipelineConfig, forecasters: list[Forecast
     return "forecast"
 
 
+@pytest.mark.timeout(1800)  # 500 nights: about 3 minutes alone, 7 on a busy 2-core machine
 def test_any_night_is_refused_by_name_or_forecast_finite_and_reconciled(forecasters) -> None:
     config, models = forecasters
     outcomes: dict[str, int] = {}
