@@ -23,6 +23,11 @@ from lstm_model.baselines import naive_forecast, seasonal_naive_forecast
 from lstm_model.scaling import SeriesScaler
 from lstm_model.windowing import segment_bounds
 
+MAX_SCALED_INPUT = 1e6
+"""Largest |scaled input| a model forecaster reads: a million training spreads from the series'
+training offset is no value of that series. Beyond, the model's float32 sums overflow (from
+about 1e36 scaled) or only saturate into a meaningless forecast."""
+
 
 class Forecaster(Protocol):
     """What every model offers evaluation, the gate and the nightly flow.
@@ -158,7 +163,23 @@ class ScaledModelForecaster:
         usable = history_available(frame, ends, self.look_back) & known
         if self.future_features:
             usable &= future_rows_available(frame, ends, self.horizon)
+        usable[usable] = self.inputs_in_range(frame, ends[usable])
         return usable
+
+    def inputs_in_range(self, frame: pd.DataFrame, ends: np.ndarray) -> np.ndarray:
+        """(n,) bool: every scaled input of the window lies within MAX_SCALED_INPUT, as the model
+        reads it. A value far outside its series' training range (1e39, 1e300: a unit error, a
+        corrupt extract) overflows float32 in the model's first layer and comes back NaN, so
+        such windows are not supported; the rest of the night is forecast."""
+        ends = np.asarray(ends, dtype=np.int64)
+        fits = np.ones(ends.size, dtype=bool)
+        for begin in range(0, ends.size, self.batch_size):
+            with np.errstate(over="ignore", invalid="ignore"):  # the overflow is what we look for
+                scaled = self.scaled_inputs(frame, ends[begin : begin + self.batch_size])
+            fits[begin : begin + self.batch_size] = (np.abs(scaled) <= MAX_SCALED_INPUT).all(
+                axis=(1, 2)
+            )
+        return fits
 
     def scaled_inputs(self, frame: pd.DataFrame, ends: np.ndarray) -> np.ndarray:
         """(n, input_rows, features) float32 model inputs for the windows before `ends`."""

@@ -44,7 +44,12 @@ import pyarrow.parquet as pq
 from pandas.tseries.frequencies import to_offset
 from pydantic import BaseModel
 
-from lstm_model.forecasters import Forecaster, quantile_column, series_first_rows
+from lstm_model.forecasters import (
+    MAX_SCALED_INPUT,
+    Forecaster,
+    quantile_column,
+    series_first_rows,
+)
 from lstm_model.metrics import check_quantiles
 from lstm_model.statistical import baseline_forecaster
 from tasks.config import PipelineConfig
@@ -138,8 +143,13 @@ def forecastable(
             skipped[series_id] = f"the champion's scaler cannot scale it: {unusable[series_id]}"
         elif series_id not in known:
             skipped[series_id] = "not in the champion's training data (retrain to include it)"
-        else:
+        elif length < forecaster.look_back:
             skipped[series_id] = f"only {length} rows; the model needs {forecaster.look_back}"
+        else:
+            skipped[series_id] = (
+                "values far outside the series' training range: scaled inputs beyond "
+                f"{MAX_SCALED_INPUT:g} training spreads (a unit error or corrupt values?)"
+            )
     return supported, skipped
 
 

@@ -415,7 +415,7 @@ def offending_row(row: Any, column: str | None, timezone: str) -> OffendingRow:
         return OffendingRow(value=f"index {row}")
     series = row.get("unique_id")
     return OffendingRow(
-        unique_id=None if series is None else str(series),
+        unique_id=None if pd.isna(series) else str(series),  # a null id is no series 'nan'
         ds=format_time(row.get("ds"), timezone),
         value=value_text(column, row[column]) if column in row and column not in KEYS else None,
     )
