@@ -37,7 +37,7 @@ from lstm_model.statistical import baseline_forecaster
 from tasks.config import PipelineConfig
 from tasks.ingest import read_source
 from tasks.normalize import encode_stat, stat_features_among
-from tasks.predict import HorizonInputs, predict_frame, reads_horizon
+from tasks.predict import HorizonInputs, predict_frame, publish_problems, reads_horizon
 from tasks.registry import ModelRegistry
 from tasks.runtime import store_for
 from tasks.validate import DataValidationError, ValidationReport, as_of_instant, validate_frame
@@ -165,6 +165,10 @@ def check_night(night: Night, config: PipelineConfig, forecasters: list[Forecast
             assert_named(err, path)
             continue
         check_forecast(table, skipped, validated, report, inputs)
+        # what validation passed and the forecaster forecast, the publish guards let through
+        # (they are a backstop, never a second opinion); a night of zero series they refuse
+        problems = publish_problems(table, skipped, None, config, night.as_of)
+        assert bool(problems) == table.empty, problems
     return "forecast"
 
 
