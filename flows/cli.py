@@ -11,6 +11,12 @@
     forecast gc      [--config F] [--dry-run] remove what is older than storage.retention_days
     forecast tune    [--config F] [--trials N] [--time-budget S] [--out FILE]
                                              hyperparameter search on validation MASE
+    forecast versions [--config F]           the registry's versions, metrics and gate decisions
+    forecast promote VERSION [--config F]    make VERSION the champion (recorded in champion.json)
+    forecast rollback [--config F]           make the previous champion the champion again
+
+`promote` and `rollback` swap the champion pointer by the gate's compare-and-swap: when the
+champion changes while they run (a training promoted meanwhile), they refuse and change nothing.
 
 A failure ends in one line on stderr naming the file or setting and the cause, exit code 1
 (2 for a config that does not load); `--debug` shows the traceback instead. A command that
@@ -170,6 +176,53 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_versions(args: argparse.Namespace) -> int:
+    from flows.reporting import versions_text
+    from tasks.registry import ModelRegistry
+    from tasks.runtime import store_for
+
+    config = _load(args)
+    registry = ModelRegistry(store_for(config), config.name)
+    print(versions_text(registry, config.evaluation.gate_must_beat))
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from tasks.registry import ModelRegistry, check_version_id
+    from tasks.runtime import store_for
+    from tasks.storage import ArtifactError
+
+    config = _load(args)
+    registry = ModelRegistry(store_for(config), config.name)
+    version = check_version_id(args.version, registry.uri())
+    if version not in registry.versions():
+        raise ArtifactError(
+            f"{registry.uri()}: no complete version {version!r} to promote (see `forecast "
+            "versions`)"
+        )
+    expected = registry.champion_version()  # what the operator sees: swapped only if unchanged
+    if expected == version:
+        print(f"{config.name}/{version} is already the champion: nothing changed.")
+        return 0
+    with registry.pointer_lock():
+        registry.swap_champion(expected, version, "promoted by forecast promote")
+    print(f"Champion of {config.name}: {version} (was {expected}).")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from tasks.registry import ModelRegistry
+    from tasks.runtime import store_for
+
+    config = _load(args)
+    registry = ModelRegistry(store_for(config), config.name)
+    expected = registry.champion_version()
+    with registry.pointer_lock():
+        version = registry.roll_back(expected, by="forecast rollback")
+    print(f"Champion of {config.name}: {version} again (was {expected}).")
+    return 0
+
+
 FLOW_COMMANDS = frozenset({"run", "train", "predict", "backfill", "data", "backtest", "tune"})
 """The commands that run flows in this process (serve hands them to its runner's processes)."""
 
@@ -230,6 +283,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default=None, help="best config file (default: the store's reports/tune/)"
     )
     tune.set_defaults(handler=cmd_tune)
+    for name, handler, help_text in (
+        ("versions", cmd_versions, "list the model versions, their metrics and gate decisions"),
+        ("promote", cmd_promote, "make a version the champion (compare-and-swap, recorded)"),
+        ("rollback", cmd_rollback, "make the previous champion the champion again"),
+    ):
+        command = commands.add_parser(name, help=help_text, parents=[common])
+        command.add_argument("--config", default=DEFAULT_CONFIG, help="TOML or YAML config file")
+        if name == "promote":
+            command.add_argument("version", help="a version id, as `forecast versions` lists")
+        command.set_defaults(handler=handler, date=None)
     return parser
 
 

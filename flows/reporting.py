@@ -7,7 +7,7 @@ import pandas as pd
 from lstm_model.metrics import OVERALL
 from tasks.config import PipelineConfig
 from tasks.predict import ForecastSummary, forecast_uri
-from tasks.register import Registration
+from tasks.register import CHALLENGER, Registration
 from tasks.registry import ModelRegistry
 from tasks.runtime import store_for
 from tasks.storage import ArtifactError, parquet_bytes_to_table
@@ -25,6 +25,55 @@ def metrics_text(metrics: pd.DataFrame) -> str:
     overall = metrics[metrics["unique_id"] == OVERALL].drop(columns="unique_id")
     text = overall.to_string(index=False, float_format=lambda value: f"{value:.4f}", na_rep="-")
     return text + ("\n" + QUANTILE_LEGEND if "spl" in overall.columns else "")
+
+
+def versions_text(registry: ModelRegistry, gate_baseline: str) -> str:
+    """Every complete version, newest first: when it was saved, whether it is the champion, its
+    overall test MASE with the gate baseline's (and spl, coverage_80 when scored), then the
+    gate's decision on it with the reason."""
+    versions = registry.versions()
+    if not versions:
+        return f"No model versions in {registry.uri()} yet: run `forecast train` first."
+    champion = registry.champion_version()
+    rows, decisions = [], []
+    for version in reversed(versions):
+        metadata = registry.metadata(version)
+        overall = registry.metrics(version)
+        overall = overall[overall["unique_id"] == OVERALL].set_index("model")
+        rows.append(
+            {
+                "version": version,
+                "saved_at": str(metadata.get("saved_at", "-"))[:19],
+                "champion": "*" if version == champion else "",
+                "mase": _score(overall, CHALLENGER, "mase"),
+                f"{gate_baseline}_mase": _score(overall, gate_baseline, "mase"),
+                "spl": _score(overall, CHALLENGER, "spl"),
+                "coverage_80": _score(overall, CHALLENGER, "coverage_80"),
+            }
+        )
+        decision = registry.decision(version)
+        if decision is None:
+            decisions.append(f"{version}: no gate decision recorded")
+        else:
+            verdict = "promoted" if decision.get("promote") else "refused"
+            decisions.append(f"{version}: {verdict}: {decision.get('reason')}")
+    table = pd.DataFrame(rows).dropna(axis="columns", how="all")
+    text = table.to_string(index=False, float_format=lambda value: f"{value:.4f}", na_rep="-")
+    pointer = registry.champion_pointer() or {}
+    lines = [f"Versions of {registry.name}, newest first (*: the champion)", text]
+    lines += ["", "Gate decisions:", *(f"  {line}" for line in decisions)]
+    if champion is not None:
+        lines += [
+            "",
+            f"Champion {champion}: {pointer.get('reason')} ({pointer.get('promoted_at')})",
+        ]
+    return "\n".join(lines)
+
+
+def _score(overall: pd.DataFrame, model: str, column: str) -> float | None:
+    """One overall score of `model`, or None when it was not scored."""
+    found = model in overall.index and column in overall.columns
+    return float(overall.at[model, column]) if found else None
 
 
 def print_artifacts(artifacts: dict[str, str]) -> None:

@@ -5,7 +5,9 @@ A version folder holds the model (`model.keras`), its scaler, config and metrics
 load) with the data fingerprint and code version, so a folder without it is an unfinished save
 and never listed. `champion.json` names the serving version. It changes only through
 `swap_champion`, a compare-and-swap under the registry's lock: the pointer must still name the
-champion the caller compared against, so two concurrent trainings cannot both win.
+champion the caller compared against, so two concurrent trainings cannot both win. The pointer
+also keeps `history`, the earlier champions (oldest first) that `roll_back` returns to; a pointer
+written before the history was kept counts its "previous" as the only one.
 
 A file that exists but cannot be read as what it should be (not a `.keras` zip, not Parquet, not
 the JSON object expected) is a `VersionFileError` naming the file and the cause. A save killed
@@ -66,6 +68,10 @@ class VersionFileError(ArtifactError):
 
 class ChampionChanged(ArtifactError):
     """The champion pointer no longer names the version a promotion was compared against."""
+
+
+class NoPreviousChampion(ArtifactError):
+    """A rollback asked of a champion pointer that records no earlier champion."""
 
 
 def check_version_id(version: str, where: str) -> str:
@@ -302,8 +308,37 @@ class ModelRegistry:
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
-    def swap_champion(self, expected: str | None, version: str, reason: str) -> None:
-        """Point the champion at `version` if it still names `expected` (call under the lock)."""
+    def champion_history(self) -> list[dict[str, Any]]:
+        """The earlier champions, oldest first: each `{"version", "reason", "promoted_at"}` as
+        its pointer recorded them. A pointer written before the history was kept yields its
+        "previous" alone."""
+        pointer = self.champion_pointer()
+        if pointer is None:
+            return []
+        history = pointer.get("history")
+        if history is None:
+            previous = pointer.get("previous")
+            return [{"version": previous}] if isinstance(previous, str) else []
+        if not isinstance(history, list) or not all(
+            isinstance(entry, dict) and isinstance(entry.get("version"), str) for entry in history
+        ):
+            raise VersionFileError(
+                f'{self.uri("champion.json")}: "history" must be a list of objects with a '
+                f'"version" string, found {history!r}'
+            )
+        return history
+
+    def swap_champion(
+        self,
+        expected: str | None,
+        version: str,
+        reason: str,
+        history: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """Point the champion at `version` if it still names `expected` (call under the lock).
+
+        The pointer's history gains the replaced champion unless `history` is given (a
+        rollback passes the history without the champion it returns to)."""
         if version not in self.versions():
             raise ArtifactError(f"cannot promote {self.name}/{version}: no complete version")
         current = self.champion_version()
@@ -312,6 +347,20 @@ class ModelRegistry:
                 f"{self.uri('champion.json')}: the champion is {current}, not {expected} as "
                 f"compared; {version} was not promoted"
             )
+        if history is None:
+            pointer = self.champion_pointer()
+            replaced = (
+                []
+                if pointer is None
+                else [
+                    {
+                        key: pointer[key]
+                        for key in ("version", "reason", "promoted_at")
+                        if key in pointer
+                    }
+                ]
+            )
+            history = self.champion_history() + replaced
         self.store.write_json(
             self.uri("champion.json"),
             {
@@ -319,8 +368,24 @@ class ModelRegistry:
                 "previous": expected,
                 "reason": reason,
                 "promoted_at": datetime.now(UTC).isoformat(),
+                "history": history,
             },
         )
+
+    def roll_back(self, expected: str | None, by: str) -> str:
+        """Make the champion before `expected` the champion again (call under the lock);
+        returns it. `by` names who asked, for the pointer's reason."""
+        history = self.champion_history()
+        if expected is None or not history:
+            raise NoPreviousChampion(
+                f"{self.uri('champion.json')}: no previous champion to roll back to "
+                f"(the champion is {expected})"
+            )
+        target = history[-1]["version"]
+        self.swap_champion(
+            expected, target, f"rolled back by {by} from {expected}", history=history[:-1]
+        )
+        return target
 
     def promote(self, version: str, reason: str) -> None:
         """Point the champion at `version` whatever it names now (an operator's decision)."""
@@ -358,6 +423,12 @@ class ModelRegistry:
             model_bytes=model_bytes,
             model_uri=self.uri(version, model_file),
         )
+
+    def decision(self, version: str) -> dict[str, Any] | None:
+        """The gate's `decision.json` of a version ({"promote", "reason", ...}), or None when
+        the gate never decided on it (a version saved outside the training flow)."""
+        uri = self.uri(check_version_id(version, self.uri()), "decision.json")
+        return self._read_json(uri) if self.store.exists(uri) else None
 
     def metrics(self, version: str) -> pd.DataFrame:
         metadata = self.metadata(version)

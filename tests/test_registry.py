@@ -276,7 +276,9 @@ def test_the_pointer_swap_is_a_compare_and_swap(tmp_path: Path) -> None:
     promoted_at = datetime.fromisoformat(pointer.pop("promoted_at"))
     assert promoted_at.utcoffset() == timedelta(0)
     assert abs(datetime.now(UTC) - promoted_at) < timedelta(minutes=5)
+    history = pointer.pop("history")
     assert pointer == {"version": "v2", "previous": "v1", "reason": "compared with v1"}
+    assert [(entry["version"], entry["reason"]) for entry in history] == [("v1", "first")]
     stale = f"{registry.uri('champion.json')}: the champion is v2, not v1 as compared; v3 was not"
     with registry.pointer_lock(), pytest.raises(ChampionChanged, match=re.escape(stale)):
         registry.swap_champion("v1", "v3", "compared with a stale champion")
