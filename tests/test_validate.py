@@ -195,7 +195,7 @@ def test_nan_in_target_is_rejected_naming_series_and_date():
     error = rejection(frame)
     assert failed(error) == ["expect_column_values_to_not_be_null"]
     assert (
-        "column 'y': must not be null (1 failing); first: series 'B' at 2024-01-03 (y=nan)"
+        "column 'y': must not be null (1 failing in 1 series); first: series 'B' at 2024-01-03 (y=nan)"
         in str(error)
     )
 
@@ -207,7 +207,7 @@ def test_inf_in_target_is_rejected_naming_series_and_date():
     error = rejection(frame)
     assert failed(error) == ["expect_column_values_to_be_between"]
     message = str(error)
-    assert "column 'y': must be finite (no inf or -inf) (2 failing)" in message
+    assert "column 'y': must be finite (no inf or -inf) (2 failing in 2 series)" in message
     assert (
         "series 'A' at 2024-01-03 (y=inf)" in message
         and "series 'B' at 2024-01-09 (y=-inf)" in message
@@ -227,7 +227,10 @@ def test_gap_longer_than_allowed_is_rejected_naming_series_and_dates():
     frame = series_frame().drop(index=range(16, 20))  # B misses 2024-01-05 .. 2024-01-08
     error = rejection(frame, make_config(max_gap_fill=3))
     assert failed(error) == ["gaps_at_most_max_gap_fill"]
-    assert "series 'B' at 2024-01-05 to 2024-01-08 (4 missing steps)" in str(error)
+    assert (
+        "series 'B' at 2024-01-05 to 2024-01-08 (4 missing steps; trim it to start at 2024-01-09)"
+        in str(error)
+    )
     assert error.report.repairs.steps_filled == 0 and error.report.gaps_per_series == {"B": 1}
 
 
@@ -269,7 +272,7 @@ def test_bounds_and_series_cap_come_from_config():
         "expect_column_values_to_be_between",
         "expect_column_unique_value_count_to_be_between",
     }
-    assert "must lie within [None, 50.0] (12 failing)" in str(error)
+    assert "must lie within [None, 50.0] (12 failing in 1 series)" in str(error)
 
 
 def test_extra_expectations_from_config_extend_the_suite():
