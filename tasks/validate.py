@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 
 from lstm_model.calendar import calendar_features
 from lstm_model.windowing import SPLITS, split_window_starts
-from tasks.config import PipelineConfig
+from tasks.config import PipelineConfig, ValidationConfig
 from tasks.normalize import (
     SplitCutoffs,
     config_calendar_columns,
@@ -391,6 +391,12 @@ def describe_expectation(kind: str, kwargs: dict[str, Any]) -> str:
     if kind == "expect_column_values_to_be_of_type":
         return f"dtype must be {kwargs.get('type_')}"
     if kind == "expect_column_values_to_match_regex":
+        if kwargs.get("regex") == ValidationConfig().id_pattern:  # the default, in words
+            return (
+                "ids must be 1 to 128 characters, with no leading or trailing whitespace, no "
+                "path separator (/ or \\), no control or invisible character, and not '.' or "
+                "'..' (the default validation.id_pattern)"
+            )
         return f"must match validation.id_pattern {kwargs.get('regex')!r}"
     if kind in _RULES:
         return _RULES[kind]
