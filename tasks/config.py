@@ -297,7 +297,17 @@ class ValidationConfig(_Section):
     )
     y_min: float | None = None
     y_max: float | None = None
-    id_pattern: str = Field(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$", description="Safe series ids.")
+    id_pattern: str = Field(
+        # Ordinary names pass ("Main Street (North)", "O'Brien & Sons, Ltd."); refused: empty,
+        # over 128 characters, leading or trailing whitespace, "." and "..", path separators,
+        # control and invisible direction characters. \Z, not $: $ also matches before a final
+        # newline.
+        r"^(?=.{1,128}\Z)(?!\s)(?!.*\s\Z)(?!\.\.?\Z)"
+        r"[^/\\\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]+\Z",
+        description="Series ids must match this regex (Python `re`, searched). The default takes "
+        "any printable name of 1 to 128 characters with no leading or trailing whitespace, no "
+        "path separator (/ or \\), no control or invisible characters, and not '.' or '..'.",
+    )
     max_series: int = Field(100_000, ge=1)
     max_staleness: int = Field(
         3,

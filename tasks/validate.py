@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 
 from lstm_model.calendar import calendar_features
 from lstm_model.windowing import SPLITS, split_window_starts
-from tasks.config import PipelineConfig
+from tasks.config import PipelineConfig, ValidationConfig
 from tasks.normalize import (
     SplitCutoffs,
     config_calendar_columns,
@@ -74,6 +74,9 @@ class CheckResult(BaseModel):
     detail: str = ""
     observed: str | None = None
     unexpected_count: int = 0
+    series_count: int = 0
+    """Distinct series among the failing rows (0: not counted); `rows` shows the first row of
+    each of the first few, so 40 000 bad rows of 4 series read as 4 names, not 40 000 rows."""
     rows: list[OffendingRow] = Field(default_factory=list)
 
 
@@ -164,7 +167,8 @@ def failure_message(report: ValidationReport) -> str:
         where = f"column {check.column!r}: " if check.column else ""
         line = f"  - {where}{check.detail}"
         if check.unexpected_count:
-            line += f" ({check.unexpected_count} failing)"
+            spread = f" in {check.series_count} series" if check.series_count else ""
+            line += f" ({check.unexpected_count} failing{spread})"
         if check.observed is not None and not check.rows:
             line += f" (observed {check.observed})"
         if check.rows:
@@ -387,6 +391,12 @@ def describe_expectation(kind: str, kwargs: dict[str, Any]) -> str:
     if kind == "expect_column_values_to_be_of_type":
         return f"dtype must be {kwargs.get('type_')}"
     if kind == "expect_column_values_to_match_regex":
+        if kwargs.get("regex") == ValidationConfig().id_pattern:  # the default, in words
+            return (
+                "ids must be 1 to 128 characters, with no leading or trailing whitespace, no "
+                "path separator (/ or \\), no control or invisible character, and not '.' or "
+                "'..' (the default validation.id_pattern)"
+            )
         return f"must match validation.id_pattern {kwargs.get('regex')!r}"
     if kind in _RULES:
         return _RULES[kind]
@@ -429,8 +439,9 @@ def check_from_gx(result: Any, timezone: str, limit: int) -> CheckResult:
         ", ".join(kwargs["column_list"]) if "column_list" in kwargs else None
     )
     outcome = result.result or {}
-    found = (outcome.get("partial_unexpected_index_list") or [])[:limit]
-    rows = [offending_row(row, column, timezone) for row in found]
+    found = outcome.get("unexpected_index_list") or outcome.get("partial_unexpected_index_list")
+    firsts = first_row_per_series(found or [])
+    rows = [offending_row(row, column, timezone) for row in firsts[:limit]]
     error = _exception_message(result.exception_info)
     observed = outcome.get("observed_value")
     return CheckResult(
@@ -441,8 +452,28 @@ def check_from_gx(result: Any, timezone: str, limit: int) -> CheckResult:
         detail=error or describe_expectation(expectation.type, kwargs),
         observed=None if observed is None else str(observed),
         unexpected_count=int(outcome.get("unexpected_count") or 0),
+        series_count=sum(1 for row in firsts if series_of(row) is not None),
         rows=rows,
     )
+
+
+def series_of(row: Any) -> Any:
+    """A GX failing row's series id; None for a bare index or a null id (no series, and
+    NaN != NaN would count each null row apart)."""
+    key = row.get("unique_id") if isinstance(row, dict) else None
+    return None if pd.api.types.is_scalar(key) and pd.isna(key) else key
+
+
+def first_row_per_series(found: list[Any]) -> list[Any]:
+    """The first failing row of each distinct series, in row order (bare indexes kept as is)."""
+    seen: set[Any] = set()
+    firsts = []
+    for row in found:
+        key = series_of(row) if isinstance(row, dict) else object()  # bare indexes all kept
+        if key not in seen:
+            seen.add(key)
+            firsts.append(row)
+    return firsts
 
 
 def run_expectations(
@@ -460,7 +491,8 @@ def run_expectations(
         .get_batch(batch_parameters={"dataframe": frame})
     )
     result_format = {
-        "result_format": "SUMMARY",
+        # COMPLETE lists every failing row's keys, so a failure can name its distinct series
+        "result_format": "COMPLETE",
         "partial_unexpected_count": limit,
         "unexpected_index_column_names": [key for key in KEYS if key in frame.columns],
     }
@@ -875,26 +907,34 @@ def find_gaps(frame: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
 
 
 def gap_check(gaps: pd.DataFrame, grid: pd.DatetimeIndex, config: PipelineConfig) -> CheckResult:
-    """Gaps longer than `max_gap_fill` steps are rejected, naming the series and missing dates."""
+    """Gaps longer than `max_gap_fill` steps are rejected, naming each series once (its last
+    long gap: the one a trim must start after) with the missing dates and the remedies."""
     limit = config.validation.max_gap_fill
+    timezone = config.source.timezone
     long = gaps[gaps["missing"] > limit]
+    last = long.drop_duplicates("unique_id", keep="last")
     rows = [
         OffendingRow(
             unique_id=str(gap.unique_id),
-            ds=f"{format_time(grid[gap.before + 1], config.source.timezone)} to "
-            f"{format_time(grid[gap.after - 1], config.source.timezone)}",
-            value=f"{gap.missing} missing steps",
+            ds=f"{format_time(grid[gap.before + 1], timezone)} to "
+            f"{format_time(grid[gap.after - 1], timezone)}",
+            value=f"{gap.missing} missing steps; trim it to start at "
+            f"{format_time(grid[gap.after], timezone)}",
         )
-        for gap in long.head(config.validation.max_failed_rows_shown).itertuples()
+        for gap in last.head(config.validation.max_failed_rows_shown).itertuples()
     ]
+    longest = int(gaps["missing"].max()) if len(gaps) else 0
     return CheckResult(
         name="gaps_at_most_max_gap_fill",
         column="ds",
         engine="pandas",
         status="failed" if len(long) else "passed",
-        detail=f"gaps may miss at most validation.max_gap_fill={limit} steps",
-        observed=f"{len(gaps)} gap(s), longest {int(gaps['missing'].max()) if len(gaps) else 0} step(s)",
+        detail=f"gaps may miss at most validation.max_gap_fill={limit} steps; remedies: drop the "
+        "series from the source, trim each named series to start after its gap, or raise "
+        f"validation.max_gap_fill to {longest} (fills by linear interpolation)",
+        observed=f"{len(gaps)} gap(s), longest {longest} step(s)",
         unexpected_count=len(long),
+        series_count=len(last),
         rows=rows,
     )
 

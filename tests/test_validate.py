@@ -195,7 +195,7 @@ def test_nan_in_target_is_rejected_naming_series_and_date():
     error = rejection(frame)
     assert failed(error) == ["expect_column_values_to_not_be_null"]
     assert (
-        "column 'y': must not be null (1 failing); first: series 'B' at 2024-01-03 (y=nan)"
+        "column 'y': must not be null (1 failing in 1 series); first: series 'B' at 2024-01-03 (y=nan)"
         in str(error)
     )
 
@@ -207,7 +207,7 @@ def test_inf_in_target_is_rejected_naming_series_and_date():
     error = rejection(frame)
     assert failed(error) == ["expect_column_values_to_be_between"]
     message = str(error)
-    assert "column 'y': must be finite (no inf or -inf) (2 failing)" in message
+    assert "column 'y': must be finite (no inf or -inf) (2 failing in 2 series)" in message
     assert (
         "series 'A' at 2024-01-03 (y=inf)" in message
         and "series 'B' at 2024-01-09 (y=-inf)" in message
@@ -227,7 +227,10 @@ def test_gap_longer_than_allowed_is_rejected_naming_series_and_dates():
     frame = series_frame().drop(index=range(16, 20))  # B misses 2024-01-05 .. 2024-01-08
     error = rejection(frame, make_config(max_gap_fill=3))
     assert failed(error) == ["gaps_at_most_max_gap_fill"]
-    assert "series 'B' at 2024-01-05 to 2024-01-08 (4 missing steps)" in str(error)
+    assert (
+        "series 'B' at 2024-01-05 to 2024-01-08 (4 missing steps; trim it to start at 2024-01-09)"
+        in str(error)
+    )
     assert error.report.repairs.steps_filled == 0 and error.report.gaps_per_series == {"B": 1}
 
 
@@ -258,7 +261,8 @@ def test_forecast_validation_sets_short_series_aside_instead_of_rejecting():
 def test_series_id_with_path_traversal_is_rejected():
     error = rejection(series_frame({"A": 8, "../x": 8}))
     assert failed(error) == ["expect_column_values_to_match_regex"]
-    assert "column 'unique_id': must match validation.id_pattern" in str(error)
+    assert "column 'unique_id': ids must be 1 to 128 characters" in str(error)
+    assert "(the default validation.id_pattern)" in str(error)
     assert "series '../x' at 2024-01-01" in str(error)
 
 
@@ -269,7 +273,7 @@ def test_bounds_and_series_cap_come_from_config():
         "expect_column_values_to_be_between",
         "expect_column_unique_value_count_to_be_between",
     }
-    assert "must lie within [None, 50.0] (12 failing)" in str(error)
+    assert "must lie within [None, 50.0] (12 failing in 1 series)" in str(error)
 
 
 def test_extra_expectations_from_config_extend_the_suite():
